@@ -1,0 +1,194 @@
+package store
+
+import (
+	"context"
+	"testing"
+
+	"github.com/shopspring/decimal"
+
+	"github.com/manhattan-go/manhattan/reconcile"
+	"github.com/manhattan-go/manhattan/schema"
+)
+
+func TestMigrateIdempotent(t *testing.T) {
+	ms, err := schema.Migrations()
+	must(t, err, "migrations")
+	latest := ms[len(ms)-1].Version
+	eachStore(t, func(t *testing.T, s Store, u string) {
+		ctx := context.Background()
+		must(t, s.Migrate(ctx), "second Migrate")
+		v, err := s.(*tables).SchemaVersion(ctx)
+		must(t, err, "SchemaVersion")
+		if v != latest {
+			t.Fatalf("schema version %d, want %d", v, latest)
+		}
+		var rows int64
+		var dummy int64
+		must(t, s.(*tables).b.query(ctx, s.(*tables).sql(sqlSchemaVersion), nil, []any{&dummy, &rows}, nop), "count versions")
+		if rows != int64(len(ms)) {
+			t.Fatalf("schema_version has %d rows after two migrations, want %d", rows, len(ms))
+		}
+		// A reopened store sees the same schema and migrates as a no-op.
+		s2, err := Open(ctx, u)
+		must(t, err, "reopen")
+		defer s2.Close()
+		must(t, s2.Migrate(ctx), "Migrate on reopened store")
+		must(t, s2.Ping(ctx), "Ping")
+		m, err := s2.Marks(ctx, 0)
+		must(t, err, "Marks")
+		if m.Found {
+			t.Fatalf("fresh store has marks %+v", m)
+		}
+	})
+}
+
+func TestOpenErrors(t *testing.T) {
+	ctx := context.Background()
+	for _, u := range []string{
+		"mysql://x/y",
+		"clickhouse://127.0.0.1:1/bad-name",
+		"clickhouse://127.0.0.1:1/a`b",
+		"chdb:///tmp/x?database=1abc",
+		"chdb:///tmp/x?database=a;DROP",
+		"chdb:///tmp/x?foo=1",
+	} {
+		if s, err := Open(ctx, u); err == nil {
+			s.Close()
+			t.Errorf("Open(%q) succeeded, want an error", u)
+		}
+	}
+}
+
+func dec(s string) decimal.Decimal { return decimal.RequireFromString(s) }
+
+func ckey(kind reconcile.Kind, site int64, goal, test, pop, rollup, bucket string) reconcile.CounterKey {
+	return reconcile.CounterKey{Kind: kind, Site: site, Goal: goal, Test: test, Population: pop, Rollup: rollup, Bucket: bucket}
+}
+
+func TestFlushMarksAndQueries(t *testing.T) {
+	eachStore(t, func(t *testing.T, s Store, _ string) {
+		ctx := context.Background()
+		site1 := int64(1)
+		b1 := &Batch{
+			Partition: 3, From: 0, To: 10,
+			Counters: map[reconcile.CounterKey]*reconcile.Delta{
+				ckey(reconcile.KindConversion, 0, "buy", "", "", "all", ""):             {Count: 2, Value: dec("0.1")},
+				ckey(reconcile.KindConversion, 1, "buy", "", "", "all", ""):             {Count: 1, Value: dec("0.2")},
+				ckey(reconcile.KindConversion, 0, "buy", "", "", "day", "2026-12-01"):   {Count: 1, Value: dec("0.1")},
+				ckey(reconcile.KindConversion, 0, "buy", "", "", "day", "2026-12-02"):   {Count: 1, Value: dec("0")},
+				ckey(reconcile.KindImpression, 0, "", "t", "True", "all", ""):           {Count: 5},
+				ckey(reconcile.KindImpression, 0, "", "t", "False", "all", ""):          {Count: 4},
+				ckey(reconcile.KindVariantConversion, 0, "buy", "t", "True", "all", ""): {Count: 1, Value: dec("0.1")},
+			},
+			Goals:  map[string]reconcile.GoalMeta{"buy": {Name: "buy", ValueType: "S", ValueFormat: "C", TS: 200}},
+			Tests:  map[string]*reconcile.TestMeta{"t": {Name: "t", First: 100, Last: 300, Populations: []string{"False", "True"}}},
+			States: []State{{VID: "aa", Version: 10, Data: []byte{1, 2}}, {VID: "bb", Version: 10, Data: []byte{3}}},
+		}
+		must(t, s.Flush(ctx, b1), "flush 1")
+		b2 := &Batch{
+			Partition: 3, From: 10, To: 25,
+			Counters: map[reconcile.CounterKey]*reconcile.Delta{
+				ckey(reconcile.KindConversion, 0, "buy", "", "", "all", ""):   {Count: 1, Value: dec("0.2")},
+				ckey(reconcile.KindConversion, 0, "other", "", "", "all", ""): {Count: -1},
+			},
+			Goals: map[string]reconcile.GoalMeta{
+				"buy":   {Name: "buy", ValueType: "A", ValueFormat: "N", TS: 50}, // earlier: wins
+				"other": {Name: "other", TS: 400},
+			},
+			Tests: map[string]*reconcile.TestMeta{
+				"t":  {Name: "t", First: 50, Last: 250, Populations: []string{"Maybe"}},
+				"t2": {Name: "t2", First: 60, Last: 500, Populations: []string{"x"}},
+			},
+			States: []State{{VID: "aa", Version: 25, Data: []byte{9}}},
+		}
+		must(t, s.Flush(ctx, b2), "flush 2")
+		// another partition does not disturb p3's marks
+		must(t, s.Flush(ctx, &Batch{Partition: 4, From: 0, To: 7}), "flush p4")
+
+		m, err := s.Marks(ctx, 3)
+		must(t, err, "marks")
+		if m != (Marks{HWC: 25, HWS: 25, Found: true}) {
+			t.Errorf("marks of p3 = %+v, want 25/25", m)
+		}
+		m, _ = s.Marks(ctx, 4)
+		if m != (Marks{HWC: 7, HWS: 7, Found: true}) {
+			t.Errorf("marks of p4 = %+v, want 7/7", m)
+		}
+		m, _ = s.Marks(ctx, 5)
+		if m.Found || m.HWC != 0 || m.HWS != 0 {
+			t.Errorf("marks of p5 = %+v, want none", m)
+		}
+
+		got, err := s.LoadStates(ctx, []string{"aa", "bb", "cc"})
+		must(t, err, "load states")
+		if len(got) != 2 || string(got["aa"]) != "\x09" || string(got["bb"]) != "\x03" {
+			t.Errorf("states = %q", got)
+		}
+
+		check := func(q CounterQuery, count int64, value string) {
+			t.Helper()
+			tot, err := s.Counter(ctx, q)
+			must(t, err, "counter %+v", q)
+			if tot.Count != count || !tot.Value.Equal(dec(value)) {
+				t.Errorf("Counter(%+v) = %d, %s; want %d, %s", q, tot.Count, tot.Value, count, value)
+			}
+		}
+		check(CounterQuery{Kind: reconcile.KindConversion, Goal: "buy"}, 4, "0.5") // exact: 0.1+0.2+0.2
+		check(CounterQuery{Kind: reconcile.KindConversion, Goal: "buy", Site: &site1}, 1, "0.2")
+		check(CounterQuery{Kind: reconcile.KindConversion, Goal: "buy", Rollup: "day"}, 2, "0.1")
+		check(CounterQuery{Kind: reconcile.KindConversion, Goal: "buy", Rollup: "day", Bucket: "2026-12-02"}, 1, "0")
+		check(CounterQuery{Kind: reconcile.KindConversion, Goal: "other"}, -1, "0")
+		check(CounterQuery{Kind: reconcile.KindImpression, Test: "t", Population: "True"}, 5, "0")
+		check(CounterQuery{Kind: reconcile.KindImpression, Test: "t"}, 9, "0")
+		check(CounterQuery{Kind: reconcile.KindVariantConversion, Goal: "buy", Test: "t", Population: "True"}, 1, "0.1")
+		check(CounterQuery{Kind: reconcile.KindConversion, Goal: "nope"}, 0, "0")
+		check(CounterQuery{}, 4+(-1)+9+1, "0.6") // every kind but offset, rollup all
+
+		series, err := s.Series(ctx, CounterQuery{Kind: reconcile.KindConversion, Goal: "buy", Rollup: "day"}, "2026-12-02", "")
+		must(t, err, "series")
+		if len(series) != 1 || series[0].Bucket != "2026-12-02" || series[0].Count != 1 {
+			t.Errorf("series = %+v", series)
+		}
+		series, _ = s.Series(ctx, CounterQuery{Kind: reconcile.KindConversion, Goal: "buy", Rollup: "day"}, "", "")
+		if len(series) != 2 || series[0].Bucket != "2026-12-01" || series[1].Bucket != "2026-12-02" {
+			t.Errorf("full series = %+v", series)
+		}
+
+		pops, err := s.Populations(ctx, CounterQuery{Test: "t"})
+		must(t, err, "populations")
+		if len(pops) != 2 || pops[0].Population != "False" || pops[0].Count != 4 || pops[1].Population != "True" || pops[1].Count != 5 {
+			t.Errorf("populations = %+v", pops)
+		}
+
+		goals, err := s.Goals(ctx)
+		must(t, err, "goals")
+		if len(goals) != 2 || goals[0] != (reconcile.GoalMeta{Name: "buy", ValueType: "A", ValueFormat: "N", TS: 50}) || goals[1].Name != "other" {
+			t.Errorf("goals = %+v", goals)
+		}
+		g, ok, err := s.Goal(ctx, "buy")
+		must(t, err, "goal")
+		if !ok || g.ValueType != "A" {
+			t.Errorf("goal buy = %+v %v", g, ok)
+		}
+		if _, ok, _ := s.Goal(ctx, "missing"); ok {
+			t.Errorf("goal missing found")
+		}
+
+		tests, err := s.Tests(ctx)
+		must(t, err, "tests")
+		if len(tests) != 2 || tests[0].Name != "t2" || tests[1].Name != "t" {
+			t.Fatalf("tests = %+v", tests)
+		}
+		if tt := tests[1]; tt.First != 50 || tt.Last != 300 || len(tt.Populations) != 3 || tt.Populations[0] != "False" || tt.Populations[2] != "True" {
+			t.Errorf("test t = %+v", tt)
+		}
+		tm, ok, err := s.Test(ctx, "t2")
+		must(t, err, "test")
+		if !ok || tm.Last != 500 || len(tm.Populations) != 1 {
+			t.Errorf("test t2 = %+v %v", tm, ok)
+		}
+		if _, ok, _ := s.Test(ctx, "missing"); ok {
+			t.Errorf("test missing found")
+		}
+	})
+}
