@@ -33,8 +33,9 @@ test:
 bench:
 	scripts/bench.sh
 
+# The embedded pipeline (kfake + chDB) and a simulated A/B test; no services needed.
 demo: chdb
-	$(GO) run ./cmd/manhattan demo
+	CHDB_LIB_PATH=$${CHDB_LIB_PATH:-$(CURDIR)/.cache/chdb/libchdb.so} $(GO) run ./cmd/manhattan demo
 
 GOFILES = find . \( -path ./.cache -o -path ./.git -o -path ./bin \) -prune -o -name '*.go' -print0
 

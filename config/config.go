@@ -15,7 +15,7 @@ const (
 	DefaultBroker        = "localhost:9092"
 	DefaultTopic         = "manhattan.events"
 	DefaultGroup         = "manhattan"
-	DefaultClickHouseURL = "chdb://./.cache/data"
+	DefaultClickHouseURL = "chdb://./.cache/manhattan/chdb"
 	DefaultFlushInterval = time.Second
 	DefaultFlushEvents   = 10000
 	DefaultCacheSize     = 100000

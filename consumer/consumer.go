@@ -151,7 +151,7 @@ func newWorker(o *Options, engine *reconcile.Engine, gen *kafka.Generation, part
 			brokers:   o.Brokers,
 			topic:     topic,
 			partition: partition,
-			maxBytes:  fetchMaxBytes,
+			maxBytes:  o.FetchMaxBytes,
 			maxWait:   fetchMaxWait,
 			log:       plog,
 		},

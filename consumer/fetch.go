@@ -33,7 +33,6 @@ type fetcher struct {
 }
 
 const (
-	fetchMaxBytes   = 4 << 20
 	fetchMaxWait    = 250 * time.Millisecond
 	fetchBackoffMin = 100 * time.Millisecond
 	fetchBackoffMax = 5 * time.Second

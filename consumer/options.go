@@ -48,6 +48,9 @@ type Options struct {
 	// 1s), and always before the partition is given up.
 	FlushEvents   int
 	FlushInterval time.Duration
+	// FetchMaxBytes caps one fetch of one partition (default 4 MiB); a
+	// fetch is the unit in which visitor states are loaded.
+	FetchMaxBytes int
 	// CacheSize is the number of visitor states each partition worker keeps
 	// (default 100000). States with unflushed changes are never evicted, so
 	// the cache may briefly exceed it.
@@ -99,6 +102,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.FlushInterval == 0 {
 		o.FlushInterval = DefaultFlushInterval
+	}
+	if o.FetchMaxBytes <= 0 {
+		o.FetchMaxBytes = 4 << 20
 	}
 	if o.CacheSize == 0 {
 		o.CacheSize = DefaultCacheSize

@@ -45,7 +45,8 @@ type worker struct {
 	log       *slog.Logger
 
 	hwc     int64 // counters are stored below this: replay there with counted=false
-	mark    int64 // the stored mark, From of the next flush
+	mark    int64 // the stored counters mark (hw_c), From of the next flush
+	hws     int64 // the stored states mark (hw_s)
 	pos     int64 // next offset to process (<0 until the first record)
 	hwm     int64 // the partition's high-water mark at the last fetch
 	lastTS  int64 // event time of the last processed record
@@ -84,7 +85,7 @@ func (w *worker) run(ctx context.Context, assigned int64) error {
 	}
 	start := assigned
 	if marks.Found {
-		start, w.hwc, w.mark = marks.HWS, marks.HWC, marks.HWC
+		start, w.hwc, w.mark, w.hws = marks.HWS, marks.HWC, marks.HWC, marks.HWS
 	}
 	w.pos = start
 	w.log.Info("partition assigned", "start", start, "hw_c", marks.HWC, "hw_s", marks.HWS, "marks", marks.Found)
@@ -131,10 +132,18 @@ func (w *worker) due(now time.Time) bool {
 	if w.pend != nil {
 		return true
 	}
-	if w.pending == 0 || w.pos <= w.mark || w.pos < w.hwc {
-		return false // nothing new, or still replaying what is already counted
+	if !w.unflushed() {
+		return false
 	}
 	return w.pending >= w.o.FlushEvents || now.Sub(w.since) >= w.o.FlushInterval
+}
+
+// unflushed reports whether there is something to flush: records processed
+// past the states mark, and no longer replaying below the counters mark
+// (a flush there would move hw_c backwards). A replay that ends exactly at
+// hw_c still flushes, to bring hw_s up.
+func (w *worker) unflushed() bool {
+	return w.pending > 0 && w.pos > w.hws && w.pos >= w.hwc
 }
 
 // finish flushes before the partition is given up, within ShutdownTimeout.
@@ -143,7 +152,7 @@ func (w *worker) due(now time.Time) bool {
 func (w *worker) finish(ctx context.Context) error {
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.o.ShutdownTimeout)
 	defer cancel()
-	if w.pend == nil && !(w.pending > 0 && w.pos > w.mark && w.pos >= w.hwc) {
+	if w.pend == nil && !w.unflushed() {
 		w.log.Info("partition released", "offset", w.mark)
 		return nil
 	}
@@ -313,13 +322,19 @@ func (w *worker) flush(ctx context.Context) error {
 		{"upsert_meta", w.o.Store.UpsertMeta},
 		{"insert_states", w.o.Store.InsertStates},
 	}
+	b := p.b
 	for p.step < len(steps) {
 		s := steps[p.step]
 		var err error
-		if s.fn == nil {
-			err = w.insertCounters(ctx, p.b)
-		} else {
-			err = w.retry(ctx, s.op, func(ctx context.Context) error { return s.fn(ctx, p.b) })
+		switch {
+		case s.op == "insert_events" && len(b.Records) == 0,
+			s.op == "insert_counters" && b.From == b.To && len(b.Counters) == 0,
+			s.op == "upsert_meta" && len(b.Goals) == 0 && len(b.Tests) == 0:
+			// Nothing to write (e.g. the flush that ends a replay).
+		case s.fn == nil:
+			err = w.insertCounters(ctx, b)
+		default:
+			err = w.retry(ctx, s.op, func(ctx context.Context) error { return s.fn(ctx, b) })
 		}
 		if err != nil {
 			return err
@@ -331,14 +346,14 @@ func (w *worker) flush(ctx context.Context) error {
 	w.out.Reset()
 	clear(w.records) // drop references to the events for the GC
 	w.records = w.records[:0]
-	w.mark = p.b.To
+	w.mark, w.hws = b.To, b.To
 	w.pending = 0
 	w.pend = nil
 	w.m.flushSeconds.Observe(time.Since(p.start).Seconds())
-	w.m.flushRecords.Observe(float64(p.b.To - p.b.From))
-	if err := w.commit(p.b.To); err != nil {
+	w.m.flushRecords.Observe(float64(b.To - b.From))
+	if err := w.commit(b.To); err != nil {
 		// The store is the truth; the group offset is for lag tools.
-		w.log.Debug("commit offset", "offset", p.b.To, "err", err)
+		w.log.Debug("commit offset", "offset", b.To, "err", err)
 	}
 	return nil
 }

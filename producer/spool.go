@@ -46,7 +46,10 @@ func (s *memSpool) append(key, value []byte) error {
 	if s.size+n > s.maxBytes {
 		return errSpoolFull
 	}
-	s.recs = append(s.recs, spoolRecord{key, value})
+	// Copy: callers reuse their buffers.
+	buf := make([]byte, 0, len(key)+len(value))
+	buf = append(append(buf, key...), value...)
+	s.recs = append(s.recs, spoolRecord{buf[:len(key):len(key)], buf[len(key):]})
 	s.size += n
 	return nil
 }

@@ -17,6 +17,7 @@ import (
 type fakeStore struct {
 	mu       sync.Mutex
 	down     bool
+	block    bool // queries wait for their context to end
 	counters map[reconcile.CounterKey]store.Totals
 	goals    map[string]reconcile.GoalMeta
 	tests    map[string]reconcile.TestMeta
@@ -65,6 +66,13 @@ func match(k reconcile.CounterKey, q store.CounterQuery) bool {
 func (f *fakeStore) Counter(ctx context.Context, q store.CounterQuery) (store.Totals, error) {
 	if err := f.check(); err != nil {
 		return store.Totals{}, err
+	}
+	f.mu.Lock()
+	block := f.block
+	f.mu.Unlock()
+	if block {
+		<-ctx.Done()
+		return store.Totals{}, ctx.Err()
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()

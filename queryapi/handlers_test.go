@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -79,7 +80,9 @@ func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard
 
 func newTestServer(t *testing.T, f *fakeStore, o Options) (*httptest.Server, *client.Client) {
 	t.Helper()
-	o.Store = f
+	if f != nil {
+		o.Store = f
+	}
 	if o.Logger == nil {
 		o.Logger = quietLogger()
 	}
@@ -136,9 +139,9 @@ func TestGoalsAndCounts(t *testing.T) {
 		{"signup", client.Filter{}, 270, "270"},
 		{"signup", client.Filter{Site: &site1}, 200, "200"},
 		{"purchase", client.Filter{}, 3, "125.01"},
-		{"margin", client.Filter{}, 2, "10"},                             // A: 20 / 2
-		{"per visit", client.Filter{}, 1, "1.5"},                         // I: 7.5 / 5 page views
-		{"per visit", client.Filter{Site: &site1}, 1, "1.875"},           // 7.5 / 4
+		{"margin", client.Filter{}, 2, "10"},                   // A: 20 / 2
+		{"per visit", client.Filter{}, 1, "1.5"},               // I: 7.5 / 5 page views
+		{"per visit", client.Filter{Site: &site1}, 1, "1.875"}, // 7.5 / 4
 		{"signup", client.Filter{Test: "cta", Population: "green"}, 150, "150"},
 		{"purchase", client.Filter{Test: "cta", Population: "blue"}, 7, "10.5"},
 		{"per visit", client.Filter{Test: "cta", Population: "green"}, 2, "1"}, // 4 / 4
@@ -318,7 +321,6 @@ func TestErrors(t *testing.T) {
 		{"/v1/goals/signup?population=green", 400, "test"},
 		{"/v1/goals/signup?test=cta", 400, "population"},
 		{"/v1/goals/signup?bucket=%zz", 400, "bucket"},
-		{"/v1/goals/%zz", 400, "goal"},
 		{"/v1/goals?x=1", 400, "x"},
 		{"/v1/tests/cta/results", 400, "goals"},
 		{"/v1/tests/cta/results?goals=", 400, "goals"},
@@ -340,6 +342,17 @@ func TestErrors(t *testing.T) {
 		if code != tc.code || !strings.Contains(msg, tc.param) {
 			t.Errorf("%s = %d %q, want %d naming %q", tc.path, code, msg, tc.code, tc.param)
 		}
+	}
+	// A malformed escape in the path is refused by net/http before routing.
+	conn, err := net.Dial("tcp", strings.TrimPrefix(srv.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.WriteString(conn, "GET /v1/goals/%zz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+	raw, _ := io.ReadAll(conn)
+	conn.Close()
+	if !strings.HasPrefix(string(raw), "HTTP/1.1 400") {
+		t.Errorf("bad path escape = %q", raw)
 	}
 	if resp, err := http.Post(srv.URL+"/v1/goals", "application/json", nil); err != nil || resp.StatusCode != 405 {
 		t.Errorf("POST = %v %v", resp, err)
@@ -476,6 +489,38 @@ func TestServeShutsDownGracefully(t *testing.T) {
 		t.Error("Serve on a bad address succeeded")
 	}
 }
+
+func TestTimeoutAndLogging(t *testing.T) {
+	f := world()
+	f.block = true
+	var buf syncBuffer
+	log := slog.New(slog.NewTextHandler(&buf, nil))
+	srv, _ := newTestServer(t, f, Options{Timeout: 50 * time.Millisecond, Logger: log})
+	start := time.Now()
+	code, m, _ := get(t, srv.URL+"/v1/goals/a%2Fb?site_id=3")
+	if code != 503 || !strings.Contains(m["error"].(string), "in time") || time.Since(start) > 5*time.Second {
+		t.Errorf("slow store = %d %v after %v", code, m, time.Since(start))
+	}
+	get(t, srv.URL+"/v1/goals/nope")
+	out := buf.String()
+	for _, want := range []string{`route=/v1/goals/{goal}`, `status=503`, `status=404`, `path=/v1/goals/a%2Fb`, `query="site_id=3"`, "duration="} {
+		if !strings.Contains(out, want) {
+			t.Errorf("log lacks %s:\n%s", want, out)
+		}
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 func TestNewRequiresStore(t *testing.T) {
 	if _, err := New(Options{}); err == nil {

@@ -72,8 +72,8 @@ func TestBotsQueueAndConfirm(t *testing.T) {
 	if len(out.Counters) != 0 || len(out.Goals) != 0 {
 		t.Fatalf("unconfirmed visitor produced output: %v", out.Counters)
 	}
-	if len(st.queue) != MaxQueue {
-		t.Fatalf("queue length %d, want %d", len(st.queue), MaxQueue)
+	if st.qn != MaxQueue {
+		t.Fatalf("queue length %d, want %d", st.qn, MaxQueue)
 	}
 	// Round trip keeps the ring order (oldest first).
 	b, _ := st.MarshalBinary()

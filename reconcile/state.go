@@ -19,13 +19,20 @@ type State struct {
 	hasUA   bool
 	browser string // family of the first user agent
 
-	reached  []uint64 // sorted goal fingerprints
-	counted  []uint64 // sorted counter-key fingerprints
+	// keys holds the fingerprints of counted keys and of goals reached
+	// (domain-separated).
+	keys     keySet
 	variants []variant
 	complex  []complexConv // converted complex goals not taken back, sorted by hName
 
-	queue []queued // ring of at most MaxQueue events awaiting the first pixel
-	qhead int
+	// queue holds the events awaiting the first pixel (at most MaxQueue,
+	// oldest first), in their serialized form: ~12 bytes for a page.
+	queue []byte
+	qn    int
+
+	// last is the signature of the last record whose keys were all
+	// counted: a memo, not serialized (losing it only costs lookups).
+	last uint64
 }
 
 type variant struct {
@@ -59,27 +66,89 @@ func NewState() *State { return &State{} }
 // Human reports whether the visitor has been confirmed by a pixel.
 func (st *State) Human() bool { return st.human }
 
-func (st *State) markCounted(k uint64) bool {
-	i, found := slices.BinarySearch(st.counted, k)
-	if found {
-		return false
+func (st *State) markCounted(k uint64) bool { return st.keys.add(k) }
+
+const domReached = 0x3c6ef372fe94f82b
+
+func (st *State) reachedGoal(h uint64) bool { return st.keys.has(mix(domReached, h)) }
+
+func (st *State) markReached(h uint64) bool { return st.keys.add(mix(domReached, h)) }
+
+// enqueue appends an event to the queue, dropping the oldest past MaxQueue.
+func (st *State) enqueue(q *queued) {
+	st.queue = appendQueued(st.queue, q)
+	st.qn++
+	if st.qn > MaxQueue {
+		d := &decoder{b: st.queue}
+		d.queued()
+		st.queue = st.queue[len(st.queue)-len(d.b):]
+		st.qn--
 	}
-	st.counted = slices.Insert(st.counted, i, k)
-	return true
 }
 
-func (st *State) reachedGoal(h uint64) bool {
-	_, found := slices.BinarySearch(st.reached, h)
-	return found
+// takeQueue returns the queued events, oldest first, and empties the queue.
+func (st *State) takeQueue() []queued {
+	d := &decoder{b: st.queue}
+	out := make([]queued, 0, st.qn)
+	for i := 0; i < st.qn && d.err == nil; i++ {
+		out = append(out, d.queued())
+	}
+	st.queue, st.qn = nil, 0
+	return out
 }
 
-func (st *State) markReached(h uint64) bool {
-	i, found := slices.BinarySearch(st.reached, h)
-	if found {
-		return false
+func appendQueued(b []byte, q *queued) []byte {
+	t := byte(q.typ)
+	if q.hasUA {
+		t |= 0x80
 	}
-	st.reached = slices.Insert(st.reached, i, h)
-	return true
+	b = append(b, t)
+	b = binary.AppendVarint(b, q.ts)
+	b = binary.AppendVarint(b, q.site)
+	switch q.typ {
+	case event.TypePage:
+		if q.hasUA {
+			b = appendString(b, q.a)
+		}
+	case event.TypeGoal:
+		b = appendString(b, q.a)
+		b = appendString(b, q.b)
+		b = appendString(b, q.vt)
+		b = appendString(b, q.vf)
+	case event.TypeSplit:
+		b = appendString(b, q.a)
+		b = appendString(b, q.b)
+	}
+	return b
+}
+
+func (d *decoder) queued() queued {
+	var q queued
+	t := d.byte("queued type")
+	q.hasUA = t&0x80 != 0
+	q.typ = event.Type(t &^ 0x80)
+	q.ts = d.varint("queued ts")
+	q.site = d.varint("queued site")
+	switch q.typ {
+	case event.TypePage:
+		if q.hasUA {
+			q.a = d.string("queued family")
+		}
+	case event.TypeGoal:
+		if q.hasUA {
+			d.fail("queued goal with user agent flag")
+		}
+		q.a, q.b = d.string("queued goal"), d.string("queued value")
+		q.vt, q.vf = d.string("queued value type"), d.string("queued value format")
+	case event.TypeSplit:
+		if q.hasUA {
+			d.fail("queued split with user agent flag")
+		}
+		q.a, q.b = d.string("queued test"), d.string("queued population")
+	default:
+		d.fail(fmt.Sprintf("queued type %d", t))
+	}
+	return q
 }
 
 func (st *State) findComplex(h uint64) int {
@@ -127,8 +196,7 @@ func (st *State) MarshalBinary() ([]byte, error) {
 	}
 	b = append(b, flags)
 	b = appendString(b, st.browser)
-	b = appendU64s(b, st.reached)
-	b = appendU64s(b, st.counted)
+	b = appendU64s(b, st.keys.sorted())
 	b = binary.AppendUvarint(b, uint64(len(st.variants)))
 	for _, v := range st.variants {
 		b = appendString(b, v.test)
@@ -142,42 +210,15 @@ func (st *State) MarshalBinary() ([]byte, error) {
 		b = binary.AppendUvarint(b, uint64(c.nvar))
 		b = appendString(b, c.browser)
 	}
-	n := len(st.queue)
-	b = binary.AppendUvarint(b, uint64(n))
-	for i := 0; i < n; i++ {
-		q := &st.queue[(st.qhead+i)%n]
-		t := byte(q.typ)
-		if q.hasUA {
-			t |= 0x80
-		}
-		b = append(b, t)
-		b = binary.AppendVarint(b, q.ts)
-		b = binary.AppendVarint(b, q.site)
-		switch q.typ {
-		case event.TypePage:
-			if q.hasUA {
-				b = appendString(b, q.a)
-			}
-		case event.TypeGoal:
-			b = appendString(b, q.a)
-			b = appendString(b, q.b)
-			b = appendString(b, q.vt)
-			b = appendString(b, q.vf)
-		case event.TypeSplit:
-			b = appendString(b, q.a)
-			b = appendString(b, q.b)
-		}
-	}
+	b = binary.AppendUvarint(b, uint64(st.qn))
+	b = append(b, st.queue...)
 	return b, nil
 }
 
 func (st *State) encodedSizeHint() int {
-	n := 16 + len(st.browser) + 8*(len(st.reached)+len(st.counted)) + 32*len(st.complex)
+	n := 16 + len(st.browser) + 8*st.keys.n + 32*len(st.complex) + len(st.queue)
 	for _, v := range st.variants {
 		n += 4 + len(v.test) + len(v.pop)
-	}
-	for _, q := range st.queue {
-		n += 24 + len(q.a) + len(q.b) + len(q.vt) + len(q.vf)
 	}
 	return n
 }
@@ -303,8 +344,11 @@ func (st *State) UnmarshalBinary(data []byte) error {
 	ns.human = flags&flagHuman != 0
 	ns.hasUA = flags&flagHasUA != 0
 	ns.browser = d.string("browser")
-	ns.reached = d.u64s("goals")
-	ns.counted = d.u64s("counted keys")
+	keys := d.u64s("keys")
+	if len(keys) > 0 && keys[0] == 0 {
+		d.fail("zero key")
+	}
+	ns.keys.fill(keys)
 	if nv := d.count("variants", 2); nv > 0 {
 		ns.variants = make([]variant, nv)
 		for i := range ns.variants {
@@ -341,38 +385,14 @@ func (st *State) UnmarshalBinary(data []byte) error {
 	if nq := d.count("queue", 3); nq > 0 {
 		if nq > MaxQueue {
 			d.fail("queue longer than MaxQueue")
-		} else {
-			ns.queue = make([]queued, nq)
 		}
-		for i := range ns.queue {
-			q := &ns.queue[i]
-			t := d.byte("queued type")
-			q.hasUA = t&0x80 != 0
-			q.typ = event.Type(t &^ 0x80)
-			q.ts = d.varint("queued ts")
-			q.site = d.varint("queued site")
-			switch q.typ {
-			case event.TypePage:
-				if q.hasUA {
-					q.a = d.string("queued family")
-				}
-			case event.TypeGoal:
-				if q.hasUA {
-					d.fail("queued goal with user agent flag")
-				}
-				q.a, q.b = d.string("queued goal"), d.string("queued value")
-				q.vt, q.vf = d.string("queued value type"), d.string("queued value format")
-			case event.TypeSplit:
-				if q.hasUA {
-					d.fail("queued split with user agent flag")
-				}
-				q.a, q.b = d.string("queued test"), d.string("queued population")
-			default:
-				d.fail(fmt.Sprintf("queued type %d", t))
-			}
-			if d.err != nil {
-				break
-			}
+		start := d.b
+		for i := 0; i < nq && d.err == nil; i++ {
+			d.queued()
+		}
+		if d.err == nil {
+			ns.queue = slices.Clone(start[:len(start)-len(d.b)])
+			ns.qn = nq
 		}
 	}
 	if d.err == nil && len(d.b) != 0 {
@@ -381,7 +401,7 @@ func (st *State) UnmarshalBinary(data []byte) error {
 	if d.err != nil {
 		return d.err
 	}
-	if ns.human && len(ns.queue) > 0 {
+	if ns.human && ns.qn > 0 {
 		return fmt.Errorf("%w: confirmed visitor with a queue", ErrCorruptState)
 	}
 	*st = ns
@@ -393,9 +413,9 @@ func (st *State) UnmarshalBinary(data []byte) error {
 // between visitors are not counted).
 func (st *State) memSize() int {
 	n := int(unsafe.Sizeof(*st))
-	n += 8 * (cap(st.reached) + cap(st.counted))
+	n += 8 * len(st.keys.slots)
 	n += int(unsafe.Sizeof(variant{})) * cap(st.variants)
 	n += int(unsafe.Sizeof(complexConv{})) * cap(st.complex)
-	n += int(unsafe.Sizeof(queued{})) * cap(st.queue)
+	n += cap(st.queue)
 	return n
 }

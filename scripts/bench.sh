@@ -15,7 +15,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 scripts/services.sh up
-scripts/fetch-chdb.sh
+scripts/fetch-chdb.sh >/dev/null
 eval "$(scripts/services.sh env)"
 
 go test -p 1 -run '^$' -bench "${BENCH:-.}" -benchmem -timeout 30m "$@" ./...

@@ -172,7 +172,7 @@ kafka_up() {
 
 	log "starting kafka on 127.0.0.1:$KAFKA_PORT (logs: $KAFKA_LOGS)"
 	# setsid: the broker outlives this script and its terminal; no stdin.
-	setsid java "-Xmx$KAFKA_HEAP" "-Xms$KAFKA_HEAP" -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
+	setsid java "-Xmx$KAFKA_HEAP" -Xms256m -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
 		-Djava.awt.headless=true \
 		-Dlog4j2.configurationFile="$ROOT/scripts/kafka/log4j2.xml" -Dkafka.logs.dir="$KAFKA_LOGS" \
 		-cp "$KAFKA_LIBS/*" kafka.Kafka "$props" \

@@ -1,18 +1,11 @@
 #!/usr/bin/env bash
-# `make test`: format check, real services up, go vet, every test, services
-# down (even when something failed), exit status of the first failure.
+# `make test`: gofmt check, real services up (Apache Kafka, ClickHouse) and
+# libchdb fetched, go vet, every test; services down however it ends.
+# gofmt, vet and the tests all run so one report shows every problem; the
+# exit status is non-zero when any of them failed.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-unformatted=$(find . \( -path ./.cache -o -path ./.git -o -path ./bin \) -prune -o -name '*.go' -print0 |
-	xargs -0 -r gofmt -l)
-if [[ -n $unformatted ]]; then
-	echo "gofmt: these files are not formatted (run make fmt):" >&2
-	echo "$unformatted" >&2
-	exit 1
-fi
-
-# Stop the services however this script ends (unless asked to keep them).
 cleanup() {
 	local rc=$?
 	if [[ ${KEEP_SERVICES:-} != 1 ]]; then
@@ -23,9 +16,25 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+failed=()
+
+unformatted=$(find . \( -path ./.cache -o -path ./.git -o -path ./bin \) -prune -o -name '*.go' -print0 |
+	xargs -0 -r gofmt -l)
+if [[ -n $unformatted ]]; then
+	echo "gofmt: these files are not formatted (run make fmt):" >&2
+	echo "$unformatted" >&2
+	failed+=(gofmt)
+fi
+
 scripts/services.sh up
-scripts/fetch-chdb.sh
+scripts/fetch-chdb.sh >/dev/null
 eval "$(scripts/services.sh env)"
 
-go vet ./...
-go test -p 2 -timeout 30m "$@" ./...
+go vet ./... || failed+=("go vet")
+go test -p 2 -timeout 30m "$@" ./... || failed+=("go test")
+
+if ((${#failed[@]})); then
+	echo "make test: FAILED: ${failed[*]}" >&2
+	exit 1
+fi
+echo "make test: gofmt, go vet and all tests passed"

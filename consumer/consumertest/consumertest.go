@@ -87,7 +87,10 @@ func Events(seed uint64, visitors int) []event.Event {
 			case k < 3:
 				evs = append(evs, page())
 			case k < 5:
-				tests := []struct{ name string; pops []string }{
+				tests := []struct {
+					name string
+					pops []string
+				}{
 					{"superior dessert preference", []string{"True", "False"}},
 					{"button colour", []string{"red", "green", "blue"}},
 				}
@@ -263,7 +266,8 @@ func ReadAll(t testing.TB, brokers []string, topic string) []kafka.Message {
 		if end == 0 {
 			continue
 		}
-		r := kafka.NewReader(kafka.ReaderConfig{Brokers: brokers, Topic: topic, Partition: int(p), MaxBytes: 8 << 20})
+		// A short MaxWait: Close waits for the long poll past the end.
+		r := kafka.NewReader(kafka.ReaderConfig{Brokers: brokers, Topic: topic, Partition: int(p), MaxBytes: 8 << 20, MaxWait: 100 * time.Millisecond})
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		for {
 			m, err := r.ReadMessage(ctx)
