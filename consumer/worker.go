@@ -235,9 +235,16 @@ func (w *worker) process(ctx context.Context, fb fetched) error {
 				w.since = time.Now()
 			}
 			w.pending++
+			w.m.records.Inc()
+			w.prog.records.Add(1)
+			// A fetch may hold more than FlushEvents records (brokers
+			// return whole record batches): flush in its middle.
+			if w.pending >= w.o.FlushEvents && w.unflushed() {
+				if err := w.flush(ctx); err != nil {
+					return err
+				}
+			}
 		}
-		w.m.records.Add(float64(len(fb.msgs)))
-		w.prog.records.Add(int64(len(fb.msgs)))
 	}
 	lag := int64(0)
 	if w.pos >= 0 && w.hwm > w.pos {

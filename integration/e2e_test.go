@@ -9,10 +9,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -64,6 +66,7 @@ func TestEndToEnd(t *testing.T) {
 			FlushInterval:    200 * time.Millisecond,
 			ProgressInterval: -1,
 			SessionTimeout:   6 * time.Second,
+			Logger:           slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 		})
 	}()
 	defer func() {
@@ -157,7 +160,7 @@ func TestEndToEnd(t *testing.T) {
 		t.Fatalf("the split did not split: %v", visitors)
 	}
 
-	api, err := queryapi.New(queryapi.Options{Store: st})
+	api, err := queryapi.New(queryapi.Options{Store: st, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}

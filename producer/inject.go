@@ -11,8 +11,9 @@ import (
 	"sync"
 )
 
-// responseWriter injects the pixel tag before the first </body> (any case)
-// of an HTML response that is not Content-Encoded. Streamed bodies pass
+// responseWriter injects the pixel tag before "</body>" (any case) in an
+// HTML response that is not Content-Encoded: before the last one of the
+// first write that has one. Streamed bodies pass
 // through as written, except for up to 6 bytes held back when a write ends
 // in what may be the start of "</body>". A body with a declared
 // Content-Length is buffered (up to maxBuffered) so the length can be fixed.
@@ -153,27 +154,45 @@ func (w *responseWriter) stream(p []byte) {
 	w.nheld = copy(w.held[:], p[len(p)-k:])
 }
 
-// indexCloseBody finds "</body>" in any letter case: candidates are found by
-// the (vectorised) search for "y>"/"Y>", then checked backwards.
+// indexCloseBody finds "</body>" in any letter case; with several, the
+// last one (the real closing tag comes last, a quoted one in a script
+// earlier). It looks backwards through the tail first, where the tag nearly
+// always is; bytes.Index for "</body>" would be slow on HTML, as every
+// closing tag starts with "</", so the rest is searched for the rare pair
+// "y>" / "Y>" and candidates are checked backwards.
 func indexCloseBody(p []byte) int {
-	if i := bytes.Index(p, []byte(closeBody)); i >= 0 {
-		return i // common case; an earlier odd-cased one is not worth a scan
+	const tail = 512
+	for end := len(p); end > len(p)-tail && end >= len(closeBody); {
+		j := bytes.LastIndexByte(p[max(0, len(p)-tail):end], '>')
+		if j < 0 {
+			break
+		}
+		j += max(0, len(p)-tail)
+		if j+1 >= len(closeBody) && strings.EqualFold(string(p[j+1-len(closeBody):j+1]), closeBody) {
+			return j + 1 - len(closeBody)
+		}
+		end = j
 	}
+	if len(p) <= tail {
+		return -1
+	}
+	head := p[:len(p)-tail+len(closeBody)-1] // overlaps the tail by a partial tag
+	last := -1
 	for _, pat := range [...]string{"y>", "Y>"} {
 		off := 0
 		for {
-			j := bytes.Index(p[off:], []byte(pat))
+			j := bytes.Index(head[off:], []byte(pat))
 			if j < 0 {
 				break
 			}
 			end := off + j + 2
-			if end >= len(closeBody) && strings.EqualFold(string(p[end-len(closeBody):end]), closeBody) {
-				return end - len(closeBody)
+			if end >= len(closeBody) && strings.EqualFold(string(head[end-len(closeBody):end]), closeBody) {
+				last = max(last, end-len(closeBody))
 			}
 			off += j + 1
 		}
 	}
-	return -1
+	return last
 }
 
 // heldSuffix returns the length of the longest suffix of p that is a proper

@@ -67,10 +67,15 @@ func TestInjectCases(t *testing.T) {
 		{"sniffed html", func(w http.ResponseWriter, r *http.Request) {
 			io.WriteString(w, "<!DOCTYPE html><html><body>hi</body></html>")
 		}, "<!DOCTYPE html><html><body>hi" + tag + "</body></html>", ""},
-		{"only first body", func(w http.ResponseWriter, r *http.Request) {
+		{"last body of the write", func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", "text/html")
-			io.WriteString(w, "<body></body></body>")
-		}, "<body>" + tag + "</body></body>", ""},
+			io.WriteString(w, "<body><script>'</body>'</script></body>")
+			io.WriteString(w, "</body>")
+		}, "<body><script>'</body>'</script>" + tag + "</body></body>", ""},
+		{"long page, tag far from the end", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/html")
+			io.WriteString(w, "<body>"+strings.Repeat("<p>y</p>", 100)+"</BODY>"+strings.Repeat("<!-- -->", 100))
+		}, "<body>" + strings.Repeat("<p>y</p>", 100) + tag + "</BODY>" + strings.Repeat("<!-- -->", 100), ""},
 		{"no body tag", func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", "text/html")
 			io.WriteString(w, "<p>fragment</")
@@ -106,7 +111,7 @@ func TestInjectCases(t *testing.T) {
 			t.Errorf("%s: Content-Length %q want %q", c.name, got, c.wantLen)
 		}
 	}
-	if w := serve(t, cases[5].h); w.Code != 201 {
+	if w := serve(t, cases[6].h); w.Code != 201 {
 		t.Errorf("status %d", w.Code)
 	}
 }
@@ -161,6 +166,14 @@ func TestInjectOverHTTP(t *testing.T) {
 		}
 		if path == "/cl" && resp.ContentLength != int64(len(want)) {
 			t.Errorf("Content-Length %d, body %d", resp.ContentLength, len(want))
+		}
+	}
+}
+
+func BenchmarkIndexCloseBody(b *testing.B) {
+	for b.Loop() {
+		if indexCloseBody(typicalPage) < 0 {
+			b.Fatal("not found")
 		}
 	}
 }

@@ -95,8 +95,8 @@ func TestDiskSpoolCorruption(t *testing.T) {
 	}
 	data, _ := os.ReadFile(files[0])
 	recLen := len(data) / 20
-	data[3*recLen+12] ^= 0xff        // payload of record 3: CRC mismatch
-	data[7*recLen+1] = 0x7f          // length of record 7: absurd
+	data[3*recLen+12] ^= 0xff         // payload of record 3: CRC mismatch
+	data[7*recLen+1] = 0x7f           // length of record 7: absurd
 	copy(data[11*recLen:], "garbage") // header and key of record 11
 	data = data[:len(data)-5]         // record 19 truncated
 	os.WriteFile(files[0], data, 0o644)

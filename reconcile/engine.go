@@ -79,6 +79,7 @@ type Engine struct {
 	nFamilies  atomic.Int64
 	hViewed    uint64
 	viewedName string
+	hasBrowser bool // a browser rollup is configured
 }
 
 // memo caches are bounded so that hostile input cannot grow them forever;
@@ -178,11 +179,11 @@ func New(cfg Config) (*Engine, error) {
 			}
 		}
 	}
-	if len(e.rollups) > 0 {
+	if len(e.rollups) > 0 { // build the UA trie now, not on the first record
+		uaParser()
 		for _, r := range e.rollups {
 			if r.kind == kindBrowser {
-				uaParser() // build the trie now, not on the first record
-				break
+				e.hasBrowser = true
 			}
 		}
 	}
@@ -224,6 +225,15 @@ func (e *Engine) buckets(dst *[maxRollups]rb, ts int64, family string) []rb {
 		}
 	}
 	return out
+}
+
+// familyOf is the browser bucket of st, read only when a browser rollup
+// needs it (browser lies outside State's hot cache line).
+func (e *Engine) familyOf(st *State) string {
+	if e.hasBrowser {
+		return st.browser
+	}
+	return ""
 }
 
 func floorDiv(a, b int64) int64 {
@@ -311,12 +321,12 @@ func (e *Engine) Apply(st *State, ev *event.Event, counted bool, out *Output) (c
 			return false
 		}
 		st.human = true
-		if st.qn > 0 {
-			qs := st.takeQueue()
-			for i := range qs {
-				e.apply(st, &qs[i], counted, out)
-			}
+		d := decoder{b: st.queue}
+		for i := 0; i < int(st.qn) && d.err == nil; i++ {
+			q := d.queued()
+			e.apply(st, &q, counted, out)
 		}
+		st.queue, st.qn = nil, 0
 		return true
 	case event.TypePage, event.TypeGoal, event.TypeSplit:
 	default:
@@ -348,22 +358,51 @@ func intern(s string) string {
 	return unique.Make(s).Value()
 }
 
-// apply applies one confirmed (human) event.
+// internTab maps bytes to interned strings without allocating on a hit
+// (m[string(b)] does not copy), for decoding queues and states.
+var internTab = struct {
+	sync.RWMutex
+	m map[string]string
+}{m: map[string]string{}}
+
+func internBytes(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	internTab.RLock()
+	s, ok := internTab.m[string(b)]
+	internTab.RUnlock()
+	if ok {
+		return s
+	}
+	s = intern(string(b))
+	internTab.Lock()
+	if len(internTab.m) < memoMax {
+		internTab.m[s] = s
+	}
+	internTab.Unlock()
+	return s
+}
+
+// apply applies one confirmed (human) event and reports whether the
+// serialized state changed.
 func (e *Engine) apply(st *State, q *queued, counted bool, out *Output) bool {
 	switch q.typ {
 	case event.TypePage:
+		changed := false
 		if q.hasUA && !st.hasUA {
 			st.hasUA, st.browser = true, intern(q.a)
+			changed = true
 		}
 		out.goalMeta(ViewedPage, "", "", q.ts)
-		e.convert(st, q.ts, q.site, ViewedPage, e.hViewed, "", counted, out)
+		return e.convert(st, q.ts, q.site, ViewedPage, e.hViewed, "", counted, out) || changed
 	case event.TypeGoal:
 		out.goalMeta(q.a, q.vt, q.vf, q.ts)
-		e.convert(st, q.ts, q.site, q.a, hashString(q.a), q.b, counted, out)
+		return e.convert(st, q.ts, q.site, q.a, hashString(q.a), q.b, counted, out)
 	case event.TypeSplit:
-		e.split(st, q, counted, out)
+		return e.split(st, q, counted, out)
 	}
-	return true
+	return false
 }
 
 // Fingerprint domains, so that keys of different kinds never coincide.
@@ -373,14 +412,14 @@ const (
 	domImpr    = 0x6a09e667f3bcc908
 )
 
-func (e *Engine) convert(st *State, ts, site int64, goal string, hGoal uint64, value string, counted bool, out *Output) {
+func (e *Engine) convert(st *State, ts, site int64, goal string, hGoal uint64, value string, counted bool, out *Output) (changed bool) {
 	var val decimal.Decimal
 	hasValue := false
 	if value != "" {
 		val, hasValue = e.parseValue(value)
 	}
 	var tbl [maxRollups]rb
-	rbs := e.buckets(&tbl, ts, st.browser)
+	rbs := e.buckets(&tbl, ts, e.familyOf(st))
 	base := mix(mix(domConv, hGoal), uint64(site))
 	// sig names every key this conversion touches; when it equals the last
 	// one fully counted (a visitor's pages within one hour, mostly), all
@@ -399,26 +438,28 @@ func (e *Engine) convert(st *State, ts, site int64, goal string, hGoal uint64, v
 				}
 			}
 		}
-		return // the goal was reached before, too
+		return false // the goal was reached before, too
 	}
 	st.last = sig
 	for i, b := range rbs {
-		k := grouped(base, mix(base, b.h))
+		k := mix(base, b.h)
 		isNew := st.markCounted(k)
+		changed = changed || isNew
 		if counted && (isNew || hasValue) {
 			out.add(CounterKey{Kind: KindConversion, Site: site, Goal: goal, Rollup: e.rollups[i].name, Bucket: b.bucket}, isNew, val, hasValue)
 		}
 		for vi := range st.variants {
 			v := &st.variants[vi]
-			kv := grouped(base, mix(mix(k, domVarConv), v.h))
+			kv := mix(mix(k, domVarConv), v.h)
 			isNew := st.markCounted(kv)
+			changed = changed || isNew
 			if counted && (isNew || hasValue) {
 				out.add(CounterKey{Kind: KindVariantConversion, Site: site, Goal: goal, Test: v.test, Population: v.pop, Rollup: e.rollups[i].name, Bucket: b.bucket}, isNew, val, hasValue)
 			}
 		}
 	}
 	if !st.markReached(hGoal) {
-		return
+		return changed
 	}
 	// A goal new to the visitor: complex goals may convert or be taken back.
 	for _, ci := range e.byGoal[hGoal] {
@@ -462,6 +503,7 @@ func (e *Engine) convert(st *State, ts, site int64, goal string, hGoal uint64, v
 			e.complexDeltas(st, c, cc, +1, out)
 		}
 	}
+	return true
 }
 
 // complexDeltas adds sign to every counter a complex conversion touches: the
@@ -478,7 +520,7 @@ func (e *Engine) complexDeltas(st *State, c *complexGoal, cc complexConv, sign i
 	}
 }
 
-func (e *Engine) split(st *State, q *queued, counted bool, out *Output) {
+func (e *Engine) split(st *State, q *queued, counted bool, out *Output) (changed bool) {
 	hv := variantHash(q.a, q.b)
 	vi := -1
 	for i := range st.variants {
@@ -492,35 +534,31 @@ func (e *Engine) split(st *State, q *queued, counted bool, out *Output) {
 		// assignment; a repeated split is idempotent.
 		st.variants = append(st.variants, variant{test: intern(q.a), pop: intern(q.b), h: hv})
 		vi = len(st.variants) - 1
+		changed = true
 	}
 	v := &st.variants[vi]
 	out.testMeta(v.test, v.pop, q.ts)
 	var tbl [maxRollups]rb
-	rbs := e.buckets(&tbl, q.ts, st.browser)
+	rbs := e.buckets(&tbl, q.ts, e.familyOf(st))
 	base := mix(mix(domImpr, hv), uint64(q.site))
 	sig := base
 	for _, b := range rbs {
 		sig = mix(sig, b.h)
 	}
 	if sig == st.last {
-		return
+		return changed
 	}
 	st.last = sig
 	for i, b := range rbs {
-		k := grouped(base, mix(base, b.h))
-		if st.markCounted(k) && counted {
-			out.addCount(CounterKey{Kind: KindImpression, Site: q.site, Test: v.test, Population: v.pop, Rollup: e.rollups[i].name, Bucket: b.bucket}, 1)
+		k := mix(base, b.h)
+		if st.markCounted(k) {
+			changed = true
+			if counted {
+				out.addCount(CounterKey{Kind: KindImpression, Site: q.site, Test: v.test, Population: v.pop, Rollup: e.rollups[i].name, Bucket: b.bucket}, 1)
+			}
 		}
 	}
-}
-
-// grouped gives the keys one record touches the same top 16 bits (from its
-// group: goal or test, and site) so that they sit in neighbouring slots of
-// the key set: one or two cache lines per record instead of one per key.
-// Keys of one group still differ in 48 bits.
-func grouped(group, h uint64) uint64 {
-	const low = 1<<48 - 1
-	return group&^low | h&low
+	return changed
 }
 
 func variantHash(test, pop string) uint64 {

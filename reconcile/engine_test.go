@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/shopspring/decimal"
 
@@ -322,5 +323,15 @@ func TestUnmarshalRejects(t *testing.T) {
 	bad[0] = 9
 	if err := NewState().UnmarshalBinary(bad); err == nil || !strings.Contains(err.Error(), "version") {
 		t.Errorf("unknown version: %v", err)
+	}
+}
+
+// State's layout keeps a record's hot fields in one cache line; see State.
+func TestStateLayout(t *testing.T) {
+	if n := unsafe.Sizeof(State{}); n != 128 {
+		t.Errorf("State is %d bytes, want 128 (own size class, line-aligned)", n)
+	}
+	if off := unsafe.Offsetof(State{}.variants) + unsafe.Sizeof(State{}.variants); off > 64 {
+		t.Errorf("hot fields end at byte %d, want ≤ 64", off)
 	}
 }

@@ -5,78 +5,76 @@ import (
 	"slices"
 )
 
-// keySet is a set of 64-bit fingerprints: open addressing with linear
-// probing in a table of any size (fastrange indexing), grown by half when
-// 80% full. Fingerprints are already uniform hashes, so they index directly.
-// Zero marks an empty slot; the fingerprint 0 is stored as 1.
-type keySet struct {
-	slots []uint64
-	n     int
-}
+// The key set of a State (fields slots and nkeys) holds 64-bit
+// fingerprints: open addressing with linear probing in a table of any size
+// (fastrange indexing), grown by half when 80% full. Fingerprints are
+// already uniform hashes, so they index directly. Zero marks an empty slot;
+// the fingerprint 0 is stored as 1. The fields live in State itself so that
+// a record's hot fields share one cache line.
 
-func (s *keySet) index(k uint64) int {
-	hi, _ := bits.Mul64(k, uint64(len(s.slots)))
+func (st *State) slotOf(k uint64) int {
+	hi, _ := bits.Mul64(k, uint64(len(st.slots)))
 	return int(hi)
 }
 
-func (s *keySet) has(k uint64) bool {
+func (st *State) hasKey(k uint64) bool {
 	if k == 0 {
 		k = 1
 	}
-	if len(s.slots) == 0 {
+	if len(st.slots) == 0 {
 		return false
 	}
-	for i := s.index(k); ; {
-		switch s.slots[i] {
+	for i := st.slotOf(k); ; {
+		switch st.slots[i] {
 		case k:
 			return true
 		case 0:
 			return false
 		}
-		if i++; i == len(s.slots) {
+		if i++; i == len(st.slots) {
 			i = 0
 		}
 	}
 }
 
-// add inserts k and reports whether it was absent.
-func (s *keySet) add(k uint64) bool {
+// addKey inserts k and reports whether it was absent.
+func (st *State) addKey(k uint64) bool {
 	if k == 0 {
 		k = 1
 	}
-	if (s.n+1)*5 > len(s.slots)*4 {
-		s.grow(max(8, len(s.slots)+len(s.slots)/2))
+	if (int(st.nkeys)+1)*5 > len(st.slots)*4 {
+		st.growKeys(max(8, len(st.slots)+len(st.slots)/2))
 	}
-	for i := s.index(k); ; {
-		switch s.slots[i] {
+	for i := st.slotOf(k); ; {
+		switch st.slots[i] {
 		case k:
 			return false
 		case 0:
-			s.slots[i] = k
-			s.n++
+			st.slots[i] = k
+			st.nkeys++
 			return true
 		}
-		if i++; i == len(s.slots) {
+		if i++; i == len(st.slots) {
 			i = 0
 		}
 	}
 }
 
-func (s *keySet) grow(size int) {
-	old := s.slots
-	s.slots = make([]uint64, size)
-	s.n = 0
+func (st *State) growKeys(size int) {
+	old := st.slots
+	st.slots = make([]uint64, size)
+	st.nkeys = 0
 	for _, k := range old {
 		if k != 0 {
-			s.add(k)
+			st.addKey(k)
 		}
 	}
 }
 
-// sorted returns the keys in increasing order (the canonical encoding).
-func (s *keySet) sorted() []uint64 {
-	out := make([]uint64, 0, s.n)
-	for _, k := range s.slots {
+// sortedKeys returns the keys in increasing order (the canonical encoding).
+func (st *State) sortedKeys() []uint64 {
+	out := make([]uint64, 0, st.nkeys)
+	for _, k := range st.slots {
 		if k != 0 {
 			out = append(out, k)
 		}
@@ -85,14 +83,14 @@ func (s *keySet) sorted() []uint64 {
 	return out
 }
 
-// fill builds the set from distinct keys, sized for a little growth.
-func (s *keySet) fill(keys []uint64) {
-	s.slots, s.n = nil, 0
+// fillKeys builds the set from distinct keys, sized for a little growth.
+func (st *State) fillKeys(keys []uint64) {
+	st.slots, st.nkeys = nil, 0
 	if len(keys) == 0 {
 		return
 	}
-	s.grow(len(keys)*4/3 + 2)
+	st.growKeys(len(keys)*4/3 + 2)
 	for _, k := range keys {
-		s.add(k)
+		st.addKey(k)
 	}
 }

@@ -33,7 +33,11 @@ func (o *Output) add(k CounterKey, isNew bool, v decimal.Decimal, hasValue bool)
 		d.Count++
 	}
 	if hasValue {
-		d.Value = d.Value.Add(v)
+		if d.Value == (decimal.Decimal{}) {
+			d.Value = v // decimals are immutable: share, don't allocate
+		} else {
+			d.Value = d.Value.Add(v)
+		}
 	}
 }
 

@@ -236,3 +236,91 @@ func TestPropertyReplay(t *testing.T) {
 		}
 	}
 }
+
+// TestChangedIsExact: Apply reports a change whenever the serialized state
+// changed (a cache must write such a state back), and reports none for
+// records that leave it as it was (repeated pages in one hour, etc.).
+func TestChangedIsExact(t *testing.T) {
+	eng, err := New(propConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := rand.New(rand.NewPCG(5, 5))
+	evs := interleave(r, genStream(r, 20, 80))
+	states := map[string]*State{}
+	out := NewOutput()
+	unchanged := 0
+	for i := range evs {
+		ev := &evs[i]
+		st := states[ev.VID]
+		if st == nil {
+			st = NewState()
+			states[ev.VID] = st
+		}
+		before, _ := st.MarshalBinary()
+		changed := eng.Apply(st, ev, true, out)
+		after, _ := st.MarshalBinary()
+		if !changed && string(before) != string(after) {
+			t.Fatalf("record %d (%v): state changed but Apply reported none", i, ev.Type)
+		}
+		if !changed {
+			unchanged++
+		}
+	}
+	if unchanged == 0 {
+		t.Error("every record reported a change")
+	}
+}
+
+// TestEngineShared: one Engine serves several partition workers at once
+// (its bucket, value and user-agent memos are shared); run with -race.
+func TestEngineShared(t *testing.T) {
+	eng, err := New(propConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := rand.New(rand.NewPCG(3, 3))
+	per := genStream(r, 40, 40)
+	want := onePass(t, eng, interleave(r, per))
+	parts := [2][][]event.Event{per[:20], per[20:]}
+	results := make([]*totals, 2)
+	done := make(chan int)
+	for p := range parts {
+		go func() {
+			// No t.Fatal off the test goroutine: run never fails for these.
+			tot := newTotals()
+			states, out := map[string]*State{}, NewOutput()
+			for _, ev := range interleave(rand.New(rand.NewPCG(uint64(p), 1)), parts[p]) {
+				st := states[ev.VID]
+				if st == nil {
+					st = NewState()
+					states[ev.VID] = st
+				}
+				eng.Apply(st, &ev, true, out)
+			}
+			tot.merge(out)
+			results[p] = tot
+			done <- p
+		}()
+	}
+	<-done
+	<-done
+	got := newTotals()
+	for _, tot := range results {
+		for k, d := range tot.counters {
+			out := NewOutput()
+			out.Counters[k] = &Delta{Count: d.Count, Value: d.Value}
+			got.merge(out)
+		}
+		out := NewOutput()
+		for n, g := range tot.goals {
+			out.Goals[n] = g
+		}
+		for n, tm := range tot.tests {
+			tm := tm
+			out.Tests[n] = &tm
+		}
+		got.merge(out)
+	}
+	sameTotals(t, want, got, "two workers sharing an Engine")
+}

@@ -15,24 +15,27 @@ import (
 // at most a few thousand keys, so a false "already counted" has a probability
 // around n²/2⁶⁵ — about 10⁻¹³ for a thousand keys — and keeps the state small.
 type State struct {
-	human   bool
-	hasUA   bool
-	browser string // family of the first user agent
+	// Hot fields first: State is 128 bytes (its own size class, so
+	// line-aligned) and a record of a confirmed visitor touches the first
+	// 64 only (browser only with a browser rollup).
 
-	// keys holds the fingerprints of counted keys and of goals reached
-	// (domain-separated).
-	keys     keySet
+	// slots/nkeys: fingerprints of counted keys and of goals reached
+	// (domain-separated); see keyset.go.
+	slots []uint64
+	nkeys int32
+	qn    uint16 // events in queue
+	human bool
+	hasUA bool
+	// last is the signature of the last record whose keys were all
+	// counted: a memo, not serialized (losing it only costs lookups).
+	last     uint64
 	variants []variant
-	complex  []complexConv // converted complex goals not taken back, sorted by hName
 
+	browser string        // family of the first user agent
+	complex []complexConv // converted complex goals not taken back, sorted by hName
 	// queue holds the events awaiting the first pixel (at most MaxQueue,
 	// oldest first), in their serialized form: ~12 bytes for a page.
 	queue []byte
-	qn    int
-
-	// last is the signature of the last record whose keys were all
-	// counted: a memo, not serialized (losing it only costs lookups).
-	last uint64
 }
 
 type variant struct {
@@ -66,16 +69,19 @@ func NewState() *State { return &State{} }
 // Human reports whether the visitor has been confirmed by a pixel.
 func (st *State) Human() bool { return st.human }
 
-func (st *State) markCounted(k uint64) bool { return st.keys.add(k) }
+func (st *State) markCounted(k uint64) bool { return st.addKey(k) }
 
 const domReached = 0x3c6ef372fe94f82b
 
-func (st *State) reachedGoal(h uint64) bool { return st.keys.has(mix(domReached, h)) }
+func (st *State) reachedGoal(h uint64) bool { return st.hasKey(mix(domReached, h)) }
 
-func (st *State) markReached(h uint64) bool { return st.keys.add(mix(domReached, h)) }
+func (st *State) markReached(h uint64) bool { return st.addKey(mix(domReached, h)) }
 
 // enqueue appends an event to the queue, dropping the oldest past MaxQueue.
 func (st *State) enqueue(q *queued) {
+	if st.queue == nil {
+		st.queue = make([]byte, 0, 64)
+	}
 	st.queue = appendQueued(st.queue, q)
 	st.qn++
 	if st.qn > MaxQueue {
@@ -84,17 +90,6 @@ func (st *State) enqueue(q *queued) {
 		st.queue = st.queue[len(st.queue)-len(d.b):]
 		st.qn--
 	}
-}
-
-// takeQueue returns the queued events, oldest first, and empties the queue.
-func (st *State) takeQueue() []queued {
-	d := &decoder{b: st.queue}
-	out := make([]queued, 0, st.qn)
-	for i := 0; i < st.qn && d.err == nil; i++ {
-		out = append(out, d.queued())
-	}
-	st.queue, st.qn = nil, 0
-	return out
 }
 
 func appendQueued(b []byte, q *queued) []byte {
@@ -196,7 +191,7 @@ func (st *State) MarshalBinary() ([]byte, error) {
 	}
 	b = append(b, flags)
 	b = appendString(b, st.browser)
-	b = appendU64s(b, st.keys.sorted())
+	b = appendU64s(b, st.sortedKeys())
 	b = binary.AppendUvarint(b, uint64(len(st.variants)))
 	for _, v := range st.variants {
 		b = appendString(b, v.test)
@@ -216,7 +211,7 @@ func (st *State) MarshalBinary() ([]byte, error) {
 }
 
 func (st *State) encodedSizeHint() int {
-	n := 16 + len(st.browser) + 8*st.keys.n + 32*len(st.complex) + len(st.queue)
+	n := 16 + len(st.browser) + 8*int(st.nkeys) + 32*len(st.complex) + len(st.queue)
 	for _, v := range st.variants {
 		n += 4 + len(v.test) + len(v.pop)
 	}
@@ -306,7 +301,7 @@ func (d *decoder) string(what string) string {
 	if d.err != nil {
 		return ""
 	}
-	s := intern(string(d.b[:n]))
+	s := internBytes(d.b[:n])
 	d.b = d.b[n:]
 	return s
 }
@@ -348,7 +343,7 @@ func (st *State) UnmarshalBinary(data []byte) error {
 	if len(keys) > 0 && keys[0] == 0 {
 		d.fail("zero key")
 	}
-	ns.keys.fill(keys)
+	ns.fillKeys(keys)
 	if nv := d.count("variants", 2); nv > 0 {
 		ns.variants = make([]variant, nv)
 		for i := range ns.variants {
@@ -392,7 +387,7 @@ func (st *State) UnmarshalBinary(data []byte) error {
 		}
 		if d.err == nil {
 			ns.queue = slices.Clone(start[:len(start)-len(d.b)])
-			ns.qn = nq
+			ns.qn = uint16(nq)
 		}
 	}
 	if d.err == nil && len(d.b) != 0 {
@@ -413,7 +408,7 @@ func (st *State) UnmarshalBinary(data []byte) error {
 // between visitors are not counted).
 func (st *State) memSize() int {
 	n := int(unsafe.Sizeof(*st))
-	n += 8 * len(st.keys.slots)
+	n += 8 * len(st.slots)
 	n += int(unsafe.Sizeof(variant{})) * cap(st.variants)
 	n += int(unsafe.Sizeof(complexConv{})) * cap(st.complex)
 	n += cap(st.queue)

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net/url"
@@ -129,16 +130,25 @@ func (c *chdbBackend) query(ctx context.Context, sql string, params []param, des
 	return nil
 }
 
-// insert sends the rows as RowBinary after the INSERT's FORMAT clause (the
-// data starts after the first newline). One block: max_insert_block_size is
-// raised above the row count and parallel parsing is off, so the rows are
-// never split into several parts.
+// insert sends the rows inline, as TabSeparated text after the INSERT's
+// FORMAT clause. chDB ends inline data at the first blank line ("\n\n") and
+// would run what follows as SQL; TSV never has one: values are escaped (no
+// raw newline inside) and every table has at least two columns, so no row
+// is empty. insert still checks, so the data can never become SQL. The
+// settings keep the rows one block, so one INSERT is one part: one reading
+// block (max_insert_block_size) squashed whole (min_insert_block_size_rows,
+// no byte threshold), no parallel parsing, one insert thread.
 func (c *chdbBackend) insert(ctx context.Context, table string, cols []string, rows *rowSet) error {
-	head := fmt.Sprintf("INSERT INTO %s (%s) SETTINGS max_insert_block_size = %d, input_format_parallel_parsing = 0 FORMAT RowBinary\n",
-		table, strings.Join(cols, ", "), max(rows.n+1, 1048576))
-	data, err := appendRowBinary([]byte(head), rows)
+	n := max(rows.n+1, 1048576)
+	head := fmt.Sprintf("INSERT INTO %s (%s) SETTINGS max_insert_block_size = %d, min_insert_block_size_rows = %d,"+
+		" min_insert_block_size_bytes = 0, max_insert_threads = 1, input_format_parallel_parsing = 0 FORMAT TabSeparated\n",
+		table, colNames(cols), n, n)
+	data, err := appendTSV([]byte(head), rows)
 	if err != nil {
 		return err
+	}
+	if bytes.Contains(data[len(head)-1:], []byte("\n\n")) {
+		return fmt.Errorf("store: chdb insert into %s: encoded rows hold a blank line", table)
 	}
 	return c.s.Exec(ctx, string(data), nil)
 }

@@ -309,7 +309,7 @@ func diffCounters(t *testing.T, label string, got, want []counterRow) {
 }
 
 func TestCrashRecovery(t *testing.T) {
-	logs := genLog(2, 120, 5)
+	logs := genLog(2, 80, 5)
 	want := expected(t, logs)
 	kinds := map[string]bool{}
 	for _, r := range want {
@@ -339,6 +339,7 @@ func TestCrashRecovery(t *testing.T) {
 	}
 	for _, b := range backends {
 		t.Run(b.name, func(t *testing.T) {
+			t.Parallel() // one waits on the server, the other runs in-process
 			ctx := context.Background()
 			clean, _ := openStore(t, b.url)
 			if n := run(ctx, t, clean, logs, batch, batch, func(int, int) int { return -1 }); n != 0 {

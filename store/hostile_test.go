@@ -16,7 +16,8 @@ import (
 var hostile = []string{
 	`it's`, `say "hi"`, "back\\slash", `\'; DROP TABLE counters; --`, "tab\there", "new\nline",
 	"cr\rlf", "nul\x00byte", "é☃🙂 ünïcödé", `{goal:String}`, `@name`, `?`, `$1`, "' OR 1=1 --",
-	"`backtick`", `\N`, `\`, "trailing\\", "/* c */", "%s%d", "",
+	"`backtick`", `\N`, `\`, "trailing\\", "/* c */", "%s%d", "x\n\nDROP DATABASE manhattan", "\n\n", "\n \t\r\n",
+	"",
 }
 
 func TestHostileNamesRoundTrip(t *testing.T) {

@@ -95,7 +95,7 @@ func (n *nativeBackend) query(ctx context.Context, sql string, params []param, d
 
 // insert sends all rows as one block: one INSERT, one part per partition.
 func (n *nativeBackend) insert(ctx context.Context, table string, cols []string, rows *rowSet) error {
-	batch, err := n.conn.PrepareBatch(ctx, "INSERT INTO "+table+" ("+strings.Join(cols, ", ")+")")
+	batch, err := n.conn.PrepareBatch(ctx, "INSERT INTO "+table+" ("+colNames(cols)+")")
 	if err != nil {
 		return err
 	}

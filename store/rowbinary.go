@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"strconv"
 
 	"github.com/shopspring/decimal"
 )
@@ -35,42 +36,9 @@ func scaledValue(d decimal.Decimal) (decimal.Decimal, error) {
 	return r, nil
 }
 
-// appendRowBinary encodes rows in ClickHouse's RowBinary format.
-func appendRowBinary(dst []byte, rows *rowSet) ([]byte, error) {
-	for i := 0; i < rows.n; i++ {
-		for _, col := range rows.cols {
-			switch c := col.(type) {
-			case []string:
-				dst = binary.AppendUvarint(dst, uint64(len(c[i])))
-				dst = append(dst, c[i]...)
-			case []int64:
-				dst = binary.LittleEndian.AppendUint64(dst, uint64(c[i]))
-			case []int32:
-				dst = binary.LittleEndian.AppendUint32(dst, uint32(c[i]))
-			case []uint32:
-				dst = binary.LittleEndian.AppendUint32(dst, c[i])
-			case []decimal.Decimal:
-				bi := c[i].Shift(valueScale).BigInt()
-				if bi.Sign() < 0 {
-					bi.Add(bi, two128)
-				}
-				var buf [16]byte
-				bi.FillBytes(buf[:]) // big-endian; RowBinary wants little-endian
-				for l, r := 0, 15; l < r; l, r = l+1, r-1 {
-					buf[l], buf[r] = buf[r], buf[l]
-				}
-				dst = append(dst, buf[:]...)
-			default:
-				return nil, fmt.Errorf("rowbinary: unsupported column type %T", col)
-			}
-		}
-	}
-	return dst, nil
-}
-
 var errShort = errors.New("rowbinary: truncated result")
 
-// rowReader decodes RowBinary output into scan destinations.
+// rowReader decodes RowBinary output (chDB query results) into scan destinations.
 type rowReader struct {
 	buf []byte
 }
@@ -150,4 +118,53 @@ func (r *rowReader) scan(dest []any) error {
 		}
 	}
 	return nil
+}
+
+// appendTSV encodes rows in ClickHouse's TabSeparated format: strings
+// escaped so that no raw tab, newline, carriage return, NUL or lone
+// backslash remains inside a value.
+func appendTSV(dst []byte, rows *rowSet) ([]byte, error) {
+	for i := 0; i < rows.n; i++ {
+		for j, col := range rows.cols {
+			if j > 0 {
+				dst = append(dst, '\t')
+			}
+			switch c := col.(type) {
+			case []string:
+				dst = appendEscaped(dst, c[i])
+			case []int64:
+				dst = strconv.AppendInt(dst, c[i], 10)
+			case []int32:
+				dst = strconv.AppendInt(dst, int64(c[i]), 10)
+			case []uint32:
+				dst = strconv.AppendUint(dst, uint64(c[i]), 10)
+			case []decimal.Decimal:
+				dst = append(dst, c[i].String()...)
+			default:
+				return nil, fmt.Errorf("tsv: unsupported column type %T", col)
+			}
+		}
+		dst = append(dst, '\n')
+	}
+	return dst, nil
+}
+
+func appendEscaped(dst []byte, s string) []byte {
+	for k := 0; k < len(s); k++ {
+		switch b := s[k]; b {
+		case '\\':
+			dst = append(dst, '\\', '\\')
+		case '\t':
+			dst = append(dst, '\\', 't')
+		case '\n':
+			dst = append(dst, '\\', 'n')
+		case '\r':
+			dst = append(dst, '\\', 'r')
+		case 0:
+			dst = append(dst, '\\', '0')
+		default:
+			dst = append(dst, b)
+		}
+	}
+	return dst
 }

@@ -72,16 +72,28 @@ GROUP BY name`
 	sqlVersionRowsTable = "schema_version"
 )
 
-// Insert column lists, in the order the rows are encoded.
+// Insert column lists with their types (chDB's insert parses the rows with
+// format(RowBinary, structure, …)), in the order the rows are encoded.
 var (
-	colsEvents = []string{"partition", "offset", "type", "ts", "vid", "site_id", "ip", "method", "url",
-		"user_agent", "referer", "name", "value", "value_type", "value_format", "test", "selected"}
-	colsCounters = []string{"kind", "site", "goal", "test", "population", "rollup", "bucket", "partition", "count", "value"}
-	colsStates   = []string{"vid", "version", "data"}
-	colsGoals    = []string{"name", "value_type", "value_format", "ts"}
-	colsTests    = []string{"name", "population", "first", "last"}
-	colsVersion  = []string{"version"}
+	colsEvents = []string{"partition Int32", "offset Int64", "type String", "ts Int64", "vid String", "site_id Int64",
+		"ip String", "method String", "url String", "user_agent String", "referer String", "name String", "value String",
+		"value_type String", "value_format String", "test String", "selected String"}
+	colsCounters = []string{"kind String", "site Int64", "goal String", "test String", "population String", "rollup String",
+		"bucket String", "partition Int32", "count Int64", "value Decimal(38, 10)"}
+	colsStates  = []string{"vid String", "version Int64", "data String"}
+	colsGoals   = []string{"name String", "value_type String", "value_format String", "ts Int64"}
+	colsTests   = []string{"name String", "population String", "first Int64", "last Int64"}
+	colsVersion = []string{"version UInt32"}
 )
+
+// colNames drops the types of a column list.
+func colNames(cols []string) string {
+	names := make([]string, len(cols))
+	for i, c := range cols {
+		names[i], _, _ = strings.Cut(c, " ")
+	}
+	return strings.Join(names, ", ")
+}
 
 // dbNameRe is deliberately strict: the name is spliced into SQL (quoted).
 var dbNameRe = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,63}$`)

@@ -2,6 +2,8 @@ package store
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/shopspring/decimal"
@@ -189,6 +191,38 @@ func TestFlushMarksAndQueries(t *testing.T) {
 		}
 		if _, ok, _ := s.Test(ctx, "missing"); ok {
 			t.Errorf("test missing found")
+		}
+	})
+}
+
+// TestOneInsertOnePart checks the atomicity the flush protocol relies on: a
+// big InsertCounters or InsertStates lands as a single part.
+func TestOneInsertOnePart(t *testing.T) {
+	eachStore(t, func(t *testing.T, s Store, _ string) {
+		ctx := context.Background()
+		tb := s.(*tables)
+		const n = 200000
+		b := &Batch{Partition: 2, From: 0, To: n, Counters: map[reconcile.CounterKey]*reconcile.Delta{}}
+		for i := 0; i < n; i++ {
+			b.Counters[ckey(reconcile.KindConversion, int64(i), "g", "", "", "all", "")] = &reconcile.Delta{Count: 1, Value: dec("0.5")}
+			b.States = append(b.States, State{VID: fmt.Sprintf("%040x", i), Version: n, Data: []byte("\n\n")})
+		}
+		must(t, s.InsertCounters(ctx, b), "insert counters")
+		must(t, s.InsertStates(ctx, b), "insert states")
+		dbName := strings.Trim(tb.db, "`")
+		for _, table := range []string{"counters", "visitor_state"} {
+			var parts, rows int64
+			err := tb.b.query(ctx, `SELECT toInt64(count()), toInt64(sum(rows)) FROM system.parts WHERE database = {db:String} AND table = {t:String} AND active`,
+				[]param{{"db", dbName}, {"t", table}}, []any{&parts, &rows}, nop)
+			must(t, err, "read parts")
+			if parts != 1 || rows != n+1 {
+				t.Errorf("%s: %d rows in %d parts, want %d rows in one part", table, rows, parts, n+1)
+			}
+		}
+		tot, err := s.Counter(ctx, CounterQuery{Kind: reconcile.KindConversion, Goal: "g"})
+		must(t, err, "counter")
+		if tot.Count != n || !tot.Value.Equal(dec("100000")) {
+			t.Errorf("total %+v", tot)
 		}
 	})
 }

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -25,6 +26,7 @@ const (
 	DefaultDevDataDir   = ".cache/manhattan"
 	DefaultDevKafkaPort = 19092 // not 9092, so a real Kafka (make services-up) can run beside it
 	devPartitions       = 4
+	devFlushInterval    = 500 * time.Millisecond
 )
 
 // devOptions configure runDev.
@@ -65,9 +67,14 @@ the tables belong together, so delete both or neither). Stop with Ctrl-C.`,
 	}
 	cmd.Flags().StringVar(&o.DataDir, "data-dir", DefaultDevDataDir, "directory for the broker's log and chDB's data")
 	cmd.Flags().IntVar(&o.KafkaPort, "kafka-port", DefaultDevKafkaPort, "port of the in-process Kafka broker (0: any free port)")
-	flags := keyFlags(cmd, fTopic, fGroup, fClickHouse, fSecret, fFlushInterval,
-		flagDef{"queryapi.listen", "api-listen", "address of the query API"},
-		flagDef{"example.listen", "example-listen", "address of the example app"})
+	dd := devDefaults(DefaultDevDataDir, DefaultDevKafkaPort)
+	ch, flush := fClickHouse, fFlushInterval
+	ch.usage = "ClickHouse: chdb:///dir or clickhouse://host:9000/db; by default chDB in DATA-DIR/chdb"
+	ch.def = ""
+	flush.def = devFlushInterval
+	flags := keyFlags(cmd, fTopic, fGroup, ch, fSecret, flush,
+		flagDef{key: "queryapi.listen", name: "api-listen", usage: "address of the query API", def: dd["queryapi.listen"]},
+		flagDef{key: "example.listen", name: "example-listen", usage: "address of the example app", def: dd["example.listen"]})
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		cfg, err := a.load(flags, devDefaults(o.DataDir, o.KafkaPort),
 			config.PartClickHouse, config.PartConsumer, config.PartQueryAPI, config.PartProducer, config.PartExample)
@@ -79,7 +86,7 @@ the tables belong together, so delete both or neither). Stop with Ctrl-C.`,
 		}
 		o.ConsumerLog = a.log
 		out := cmd.OutOrStdout()
-		return runDev(cmd.Context(), cfg, o, a.log, func(info devInfo) {
+		err = runDev(cmd.Context(), cfg, o, a.log, func(info devInfo) {
 			fmt.Fprintf(out, `
 Manhattan dev is running (Ctrl-C to stop):
   example app   %s/        (cake or pie; %s/pie records the goal)
@@ -90,6 +97,10 @@ Manhattan dev is running (Ctrl-C to stop):
 
 `, info.ExampleURL, info.ExampleURL, info.APIURL, info.APIURL, info.Brokers, cfg.Kafka.Topic, info.StoreURL)
 		})
+		if err == nil {
+			a.log.Info("manhattan dev stopped; data kept in " + o.DataDir)
+		}
+		return err
 	}
 	return cmd
 }
@@ -103,7 +114,7 @@ func devDefaults(dataDir string, kafkaPort int) map[string]any {
 	return map[string]any{
 		"clickhouse.url":          "chdb://" + filepath.ToSlash(chdbDir(dataDir)),
 		"producer.secret":         devSecret,
-		"consumer.flush_interval": "500ms",
+		"consumer.flush_interval": devFlushInterval.String(),
 		"queryapi.listen":         "127.0.0.1:8080",
 		"example.listen":          "127.0.0.1:8000",
 		"kafka.brokers":           []string{"127.0.0.1:" + strconv.Itoa(kafkaPort)},

@@ -35,7 +35,7 @@ topic; run the consumer and the query API to see results.`,
 		Args: cobra.NoArgs,
 	}
 	flags := keyFlags(cmd, fBrokers, fTopic, fSecret, fSpoolDir,
-		flagDef{"example.listen", "listen", "address to serve the example app on"})
+		flagDef{key: "example.listen", name: "listen", usage: "address to serve the example app on"})
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		cfg, err := a.load(flags, nil, config.PartKafka, config.PartProducer, config.PartExample)
 		if err != nil {

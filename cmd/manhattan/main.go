@@ -85,7 +85,7 @@ func newRoot() *cobra.Command {
 		},
 	}
 	pf := root.PersistentFlags()
-	pf.StringVarP(&a.configFile, "config", "c", "", "YAML configuration file (keys as listed above)")
+	pf.StringVarP(&a.configFile, "config", "c", "", "YAML configuration file (keys: see manhattan --help)")
 	pf.StringVar(&a.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	pf.StringVar(&a.logFormat, "log-format", "text", "log format: text or json")
 	root.AddCommand(
@@ -118,9 +118,11 @@ func (a *app) setupLogging() error {
 	return nil
 }
 
-// flagDef is the flag that sets a configuration key.
+// flagDef is the flag that sets a configuration key. def, when set, is the
+// default shown in help (a command such as dev with defaults of its own).
 type flagDef struct {
 	key, name, usage string
+	def              any
 }
 
 // keyFlags binds flags to configuration keys on cmd; the returned function
@@ -132,15 +134,15 @@ func keyFlags(cmd *cobra.Command, defs ...flagDef) func() map[string]*pflag.Flag
 		usage := f.usage + " (" + f.key + ", " + config.EnvVar(f.key) + ")"
 		switch f.key {
 		case "kafka.brokers":
-			fs.StringSlice(f.name, d.Kafka.Brokers, usage)
+			fs.StringSlice(f.name, orDef(f.def, d.Kafka.Brokers), usage)
 		case "consumer.flush_interval":
-			fs.Duration(f.name, d.Consumer.FlushInterval, usage)
+			fs.Duration(f.name, orDef(f.def, d.Consumer.FlushInterval), usage)
 		case "consumer.flush_events":
-			fs.Int(f.name, d.Consumer.FlushEvents, usage)
+			fs.Int(f.name, orDef(f.def, d.Consumer.FlushEvents), usage)
 		case "consumer.cache_size":
-			fs.Int(f.name, d.Consumer.CacheSize, usage)
+			fs.Int(f.name, orDef(f.def, d.Consumer.CacheSize), usage)
 		default:
-			fs.String(f.name, stringDefault(d, f.key), usage)
+			fs.String(f.name, orDef(f.def, stringDefault(d, f.key)), usage)
 		}
 	}
 	return func() map[string]*pflag.Flag {
@@ -150,6 +152,13 @@ func keyFlags(cmd *cobra.Command, defs ...flagDef) func() map[string]*pflag.Flag
 		}
 		return m
 	}
+}
+
+func orDef[T any](def any, fallback T) T {
+	if v, ok := def.(T); ok {
+		return v
+	}
+	return fallback
 }
 
 func stringDefault(d *config.Config, key string) string {
@@ -174,15 +183,15 @@ func stringDefault(d *config.Config, key string) string {
 
 // Flags shared by several commands.
 var (
-	fBrokers       = flagDef{"kafka.brokers", "brokers", "Kafka bootstrap brokers, host:port, comma separated"}
-	fTopic         = flagDef{"kafka.topic", "topic", "events topic"}
-	fGroup         = flagDef{"kafka.group", "group", "consumer group id"}
-	fClickHouse    = flagDef{"clickhouse.url", "clickhouse-url", "ClickHouse: clickhouse://host:9000/db or chdb:///path/to/dir"}
-	fFlushInterval = flagDef{"consumer.flush_interval", "flush-interval", "flush a partition at least this often"}
-	fFlushEvents   = flagDef{"consumer.flush_events", "flush-events", "flush a partition after this many events"}
-	fCacheSize     = flagDef{"consumer.cache_size", "cache-size", "visitor states kept in memory per partition"}
-	fSecret        = flagDef{"producer.secret", "secret", "secret that signs visitor cookies"}
-	fSpoolDir      = flagDef{"producer.spool_dir", "spool-dir", "directory buffering events while Kafka is unreachable"}
+	fBrokers       = flagDef{key: "kafka.brokers", name: "brokers", usage: "Kafka bootstrap brokers, host:port, comma separated"}
+	fTopic         = flagDef{key: "kafka.topic", name: "topic", usage: "events topic"}
+	fGroup         = flagDef{key: "kafka.group", name: "group", usage: "consumer group id"}
+	fClickHouse    = flagDef{key: "clickhouse.url", name: "clickhouse-url", usage: "ClickHouse: clickhouse://host:9000/db or chdb:///path/to/dir"}
+	fFlushInterval = flagDef{key: "consumer.flush_interval", name: "flush-interval", usage: "flush a partition at least this often"}
+	fFlushEvents   = flagDef{key: "consumer.flush_events", name: "flush-events", usage: "flush a partition after this many events"}
+	fCacheSize     = flagDef{key: "consumer.cache_size", name: "cache-size", usage: "visitor states kept in memory per partition"}
+	fSecret        = flagDef{key: "producer.secret", name: "secret", usage: "secret that signs visitor cookies"}
+	fSpoolDir      = flagDef{key: "producer.spool_dir", name: "spool-dir", usage: "directory buffering events while Kafka is unreachable"}
 )
 
 // load reads the configuration for a command and validates the parts it

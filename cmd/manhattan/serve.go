@@ -79,7 +79,7 @@ The schema is migrated at start.`,
   curl 'localhost:8080/v1/tests/superior%20dessert%20preference/results?goals=pie%20accomplished'`,
 		Args: cobra.NoArgs,
 	}
-	flags := keyFlags(cmd, fClickHouse, flagDef{"queryapi.listen", "listen", "address to serve on"})
+	flags := keyFlags(cmd, fClickHouse, flagDef{key: "queryapi.listen", name: "listen", usage: "address to serve on"})
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		cfg, err := a.load(flags, nil, config.PartClickHouse, config.PartQueryAPI)
 		if err != nil {
