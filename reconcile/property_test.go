@@ -165,7 +165,7 @@ func onePass(t *testing.T, eng *Engine, evs []event.Event) *totals {
 	return tot
 }
 
-const propSeeds = 8
+const propSeeds = 5
 
 func TestPropertySplitResume(t *testing.T) {
 	eng, err := New(propConfig)

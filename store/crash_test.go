@@ -93,7 +93,7 @@ type worker struct {
 func startWorker(ctx context.Context, t *testing.T, s Store, p int32, log []event.Event) *worker {
 	eng, err := reconcile.New(crashCfg)
 	must(t, err, "engine")
-	cache, err := reconcile.NewCache(40) // below the visitor count: states get evicted and reloaded
+	cache, err := reconcile.NewCache(30) // below the visitor count: states get evicted and reloaded
 	must(t, err, "cache")
 	w := &worker{s: s, eng: eng, p: p, log: log, cache: cache, out: reconcile.NewOutput()}
 	m, err := s.Marks(ctx, p)
@@ -309,7 +309,7 @@ func diffCounters(t *testing.T, label string, got, want []counterRow) {
 }
 
 func TestCrashRecovery(t *testing.T) {
-	logs := genLog(2, 80, 5)
+	logs := genLog(2, 60, 5)
 	want := expected(t, logs)
 	kinds := map[string]bool{}
 	for _, r := range want {
@@ -318,7 +318,7 @@ func TestCrashRecovery(t *testing.T) {
 	if len(kinds) != 3 {
 		t.Fatalf("generated log exercises kinds %v, want all three", kinds)
 	}
-	const batch = 29
+	const batch = 23
 	scenarios := []struct {
 		name         string
 		restartBatch int
@@ -334,8 +334,8 @@ func TestCrashRecovery(t *testing.T) {
 			}
 			return -1
 		}},
-		{"after events only", 35, func(p, f int) int { return map[bool]int{true: 1, false: -1}[f%2 == 0] }},
-		{"between flushes", 23, func(p, f int) int { return map[bool]int{true: 4, false: -1}[f%3 == 1] }},
+		{"after events only", 29, func(p, f int) int { return map[bool]int{true: 1, false: -1}[f%2 == 0] }},
+		{"between flushes", 17, func(p, f int) int { return map[bool]int{true: 4, false: -1}[f%3 == 1] }},
 	}
 	for _, b := range backends {
 		t.Run(b.name, func(t *testing.T) {
