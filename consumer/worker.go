@@ -65,6 +65,9 @@ type pendingFlush struct {
 	dead  []kafka.Message
 	step  int
 	start time.Time
+	// countersTried: an InsertCounters call was made, and may have landed
+	// even if it reported an error (say, cancelled at a generation's end).
+	countersTried bool
 }
 
 // run processes the partition until ctx ends (generation over or
@@ -339,7 +342,7 @@ func (w *worker) flush(ctx context.Context) error {
 			s.op == "upsert_meta" && len(b.Goals) == 0 && len(b.Tests) == 0:
 			// Nothing to write (e.g. the flush that ends a replay).
 		case s.fn == nil:
-			err = w.insertCounters(ctx, b)
+			err = w.insertCounters(ctx, p)
 		default:
 			err = w.retry(ctx, s.op, func(ctx context.Context) error { return s.fn(ctx, b) })
 		}
@@ -369,12 +372,14 @@ func (w *worker) flush(ctx context.Context) error {
 // once: before each attempt the stored mark must still be From (else another
 // consumer took the partition), and after a failed attempt a mark equal to
 // To means the insert did land.
-func (w *worker) insertCounters(ctx context.Context, b *store.Batch) error {
-	tried := false
+func (w *worker) insertCounters(ctx context.Context, p *pendingFlush) error {
+	b := p.b
 	for attempt := 0; ; attempt++ {
 		if attempt > 0 {
+			// After a failed insert, give an insert the server may still be
+			// running time to land before the marks are read again.
 			w.m.retries.WithLabelValues("insert_counters").Inc()
-			if !sleepCtx(ctx, backoff(attempt, storeBackoffMin, storeBackoffMax)) {
+			if !sleepCtx(ctx, backoff(attempt, time.Second, storeBackoffMax)) {
 				return ctx.Err()
 			}
 		}
@@ -387,20 +392,20 @@ func (w *worker) insertCounters(ctx context.Context, b *store.Batch) error {
 			return err
 		}
 		switch {
-		case tried && marks.Found && marks.HWC == b.To:
+		case p.countersTried && marks.Found && marks.HWC == b.To:
 			return nil
 		case marks.HWC != b.From || (!marks.Found && b.From != 0):
 			return fmt.Errorf("%w: stored hw_c %d, expected %d", errLostPartition, marks.HWC, b.From)
 		}
-		cctx, cancel := context.WithTimeout(ctx, storeCallTimeout)
+		// Never cancel this insert midway: a server may still commit an
+		// insert whose client gave up, and the marks read before the retry
+		// would not show it yet, so the retry would count the batch twice.
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeCallTimeout)
+		p.countersTried = true
 		err = w.o.Store.InsertCounters(cctx, b)
 		cancel()
-		tried = true
 		if err == nil {
 			return nil
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
 		}
 		w.logRetry("insert_counters", attempt, err)
 	}

@@ -153,7 +153,9 @@ func serverStore(t *testing.T) (store.Store, string) {
 	}
 	t.Cleanup(func() {
 		_ = st.Close()
-		dropDatabase(t, base, db)
+		if os.Getenv("MANHATTAN_CONSUMER_LOG_DIR") == "" { // debugging: keep it
+			dropDatabase(t, base, db)
+		}
 	})
 	return st, url
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"strconv"
@@ -65,15 +66,15 @@ func (w *responseWriter) decide(first []byte) {
 	h := w.Header()
 	w.mode = modePass
 	if w.status != http.StatusNoContent && w.status != http.StatusNotModified && w.status >= 200 &&
-		(h.Get("Content-Encoding") == "" || strings.EqualFold(h.Get("Content-Encoding"), "identity")) {
-		ct := h.Get("Content-Type")
+		(first1(h, "Content-Encoding") == "" || strings.EqualFold(first1(h, "Content-Encoding"), "identity")) {
+		ct := first1(h, "Content-Type")
 		if ct == "" && len(h["Content-Type"]) == 0 && len(first) > 0 {
 			ct = http.DetectContentType(first)
 			h.Set("Content-Type", ct) // what net/http would send anyway
 		}
 		if isHTML(ct) {
 			w.mode = modeStream
-			if cl := h.Get("Content-Length"); cl != "" {
+			if cl := first1(h, "Content-Length"); cl != "" {
 				n, err := strconv.ParseInt(cl, 10, 64)
 				if err == nil && n >= 0 && n <= maxBuffered {
 					w.mode = modeBuffer
@@ -290,3 +291,29 @@ func (w *responseWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	}
 	return nil, nil, errors.New("producer: underlying ResponseWriter does not support Hijack")
 }
+
+// first1 is Header.Get for a key already in canonical form (skips the
+// canonicalisation Get does on every call).
+func first1(h http.Header, key string) string {
+	if v := h[key]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
+// ReadFrom keeps sendfile for files served through the middleware
+// (http.FileServer, io.Copy) whenever the body passes through unchanged.
+func (w *responseWriter) ReadFrom(r io.Reader) (int64, error) {
+	if !w.decided && (first1(w.Header(), "Content-Type") != "" || len(w.Header()["Content-Type"]) > 0) {
+		w.decide(nil) // the type is known: no need to sniff
+	}
+	if w.decided && (w.mode == modePass || w.mode == modeDone) {
+		if rf, ok := w.ResponseWriter.(io.ReaderFrom); ok {
+			return rf.ReadFrom(r)
+		}
+	}
+	return io.Copy(writerOnly{w}, r)
+}
+
+// writerOnly hides ReadFrom so io.Copy does not call it again.
+type writerOnly struct{ io.Writer }

@@ -6,6 +6,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -174,6 +176,33 @@ func BenchmarkIndexCloseBody(b *testing.B) {
 	for b.Loop() {
 		if indexCloseBody(typicalPage) < 0 {
 			b.Fatal("not found")
+		}
+	}
+}
+
+func TestServeFileThroughMiddleware(t *testing.T) {
+	dir := t.TempDir()
+	page := "<html><body>static</body></html>"
+	os.WriteFile(filepath.Join(dir, "index.html"), []byte(page), 0o644)
+	os.WriteFile(filepath.Join(dir, "app.js"), []byte("var x = '</body>';"), 0o644)
+	m, _ := newTestMW(t, Options{})
+	srv := httptest.NewServer(m.Handler(http.FileServer(http.Dir(dir))))
+	defer srv.Close()
+	for path, want := range map[string]string{
+		"/index.html": "<html><body>static" + tag + "</body></html>",
+		"/app.js":     "var x = '</body>';",
+	} {
+		resp, err := http.Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if string(b) != want {
+			t.Errorf("%s: got %q want %q", path, b, want)
+		}
+		if resp.ContentLength >= 0 && resp.ContentLength != int64(len(want)) {
+			t.Errorf("%s: Content-Length %d, body %d", path, resp.ContentLength, len(want))
 		}
 	}
 }

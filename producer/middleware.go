@@ -216,7 +216,7 @@ func counted(r *http.Request) bool {
 		return false
 	}
 	h := r.Header
-	if len(h["X-Purpose"]) > 0 && strings.EqualFold(h.Get("X-Purpose"), "preview") {
+	if len(h["X-Purpose"]) > 0 && strings.EqualFold(first1(h, "X-Purpose"), "preview") {
 		return false
 	}
 	for _, k := range [...]string{"Purpose", "Sec-Purpose", "X-Moz"} {

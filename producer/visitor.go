@@ -220,8 +220,8 @@ func pageEvent(r *http.Request) event.Event {
 		IP:        remoteIP(r.RemoteAddr),
 		Method:    clean(r.Method, event.MaxMethodLen),
 		URL:       clean(requestURL(r), event.MaxURLLen),
-		UserAgent: clean(r.Header.Get("User-Agent"), event.MaxURLLen),
-		Referer:   clean(r.Header.Get("Referer"), event.MaxURLLen),
+		UserAgent: clean(first1(r.Header, "User-Agent"), event.MaxURLLen),
+		Referer:   clean(first1(r.Header, "Referer"), event.MaxURLLen),
 	}
 }
 

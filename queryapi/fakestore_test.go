@@ -120,6 +120,7 @@ func (f *fakeStore) Populations(ctx context.Context, q store.CounterQuery) ([]st
 		if match(k, q) {
 			t := by[k.Population]
 			t.Count += v.Count
+			t.Value = t.Value.Add(v.Value)
 			by[k.Population] = t
 		}
 	}

@@ -108,6 +108,9 @@ func countFilter(p params, withVariant bool) (store.CounterQuery, error) {
 }
 
 func (s *server) goalMeta(ctx context.Context, name string) (reconcile.GoalMeta, error) {
+	if m, ok := s.goalsC.get(name, time.Now()); ok {
+		return m, nil
+	}
 	m, ok, err := s.st.Goal(ctx, name)
 	if err != nil {
 		return m, fmt.Errorf("goal %q: %w", name, err)
@@ -115,10 +118,15 @@ func (s *server) goalMeta(ctx context.Context, name string) (reconcile.GoalMeta,
 	if !ok {
 		return m, &notFound{"goal", name}
 	}
+	s.goalsC.put(name, m, time.Now())
 	return m, nil
 }
 
-func (s *server) testMeta(ctx context.Context, name string) (reconcile.TestMeta, error) {
+// testMeta reads a test's metadata; cached says a recent copy will do.
+func (s *server) testMeta(ctx context.Context, name string, cached bool) (reconcile.TestMeta, error) {
+	if m, ok := s.testsC.get(name, time.Now()); ok && cached {
+		return m, nil
+	}
 	m, ok, err := s.st.Test(ctx, name)
 	if err != nil {
 		return m, fmt.Errorf("test %q: %w", name, err)
@@ -126,6 +134,7 @@ func (s *server) testMeta(ctx context.Context, name string) (reconcile.TestMeta,
 	if !ok {
 		return m, &notFound{"test", name}
 	}
+	s.testsC.put(name, m, time.Now())
 	return m, nil
 }
 
@@ -178,7 +187,7 @@ func (s *server) goalCount(r *http.Request) (client.GoalCount, error) {
 	}
 	q.Kind, q.Goal = reconcile.KindConversion, name
 	if q.Test != "" {
-		if _, err := s.testMeta(ctx, q.Test); err != nil {
+		if _, err := s.testMeta(ctx, q.Test, true); err != nil {
 			return out, err
 		}
 		q.Kind = reconcile.KindVariantConversion
@@ -253,7 +262,7 @@ func (s *server) seriesOf(r *http.Request) (client.Series, error) {
 	}
 	q.Kind, q.Goal = reconcile.KindConversion, name
 	if q.Test != "" {
-		if _, err := s.testMeta(ctx, q.Test); err != nil {
+		if _, err := s.testMeta(ctx, q.Test, true); err != nil {
 			return out, err
 		}
 		q.Kind = reconcile.KindVariantConversion
@@ -362,7 +371,7 @@ func (s *server) testDetail(r *http.Request) (client.TestDetail, error) {
 	if err != nil {
 		return out, err
 	}
-	meta, err := s.testMeta(r.Context(), name)
+	meta, err := s.testMeta(r.Context(), name, false)
 	if err != nil {
 		return out, err
 	}
@@ -415,7 +424,7 @@ func (s *server) resultsOf(r *http.Request) (client.Results, error) {
 		return out, err
 	}
 	ctx := r.Context()
-	meta, err := s.testMeta(ctx, name)
+	meta, err := s.testMeta(ctx, name, true)
 	if err != nil {
 		return out, err
 	}
@@ -451,38 +460,43 @@ func (s *server) resultsOf(r *http.Request) (client.Results, error) {
 		return out, bad("control", "%q is not a population of test %q", control, name)
 	}
 
-	// Counts: (goal, population) for each pair, plus viewed page per
-	// population when a goal's value is per page view.
+	// Counts: one query per goal, grouped by population (plus viewed page
+	// when a goal's value is per page view), instead of one per pair.
 	anyViews := false
 	for _, m := range metas {
 		anyViews = anyViews || needsPageViews(m.ValueType)
 	}
-	tot := make([][]store.Totals, len(pops))
-	views := make([]int64, len(pops))
+	byGoal := make([]map[string]store.Totals, len(goals))
+	var views map[string]store.Totals
 	fns = fns[:0]
-	for pi, pop := range pops {
-		tot[pi] = make([]store.Totals, len(goals))
-		vq := q
-		vq.Kind, vq.Test, vq.Population = reconcile.KindVariantConversion, name, pop.Population
-		for gi, g := range goals {
-			gq := vq
-			gq.Goal = g
-			fns = append(fns, func(ctx context.Context) (err error) {
-				tot[pi][gi], err = s.st.Counter(ctx, gq)
-				return err
-			})
+	perPop := func(goal string, dst *map[string]store.Totals) func(context.Context) error {
+		gq := q
+		gq.Kind, gq.Test, gq.Goal, gq.Population = reconcile.KindVariantConversion, name, goal, ""
+		return func(ctx context.Context) error {
+			rows, err := s.st.Populations(ctx, gq)
+			m := make(map[string]store.Totals, len(rows))
+			for _, r := range rows {
+				m[r.Population] = r.Totals
+			}
+			*dst = m
+			return err
 		}
-		if anyViews {
-			vq.Goal = reconcile.ViewedPage
-			fns = append(fns, func(ctx context.Context) error {
-				t, err := s.st.Counter(ctx, vq)
-				views[pi] = t.Count
-				return err
-			})
-		}
+	}
+	for gi, g := range goals {
+		fns = append(fns, perPop(g, &byGoal[gi]))
+	}
+	if anyViews {
+		fns = append(fns, perPop(reconcile.ViewedPage, &views))
 	}
 	if err := s.parallel(ctx, fns); err != nil {
 		return out, fmt.Errorf("results of test %q: %w", name, err)
+	}
+	tot := make([][]store.Totals, len(pops))
+	for pi, pop := range pops {
+		tot[pi] = make([]store.Totals, len(goals))
+		for gi := range goals {
+			tot[pi][gi] = byGoal[gi][pop.Population]
+		}
 	}
 
 	out = client.Results{Test: name, Goals: goals, Control: control, Populations: make([]client.PopulationResult, len(pops))}
@@ -495,7 +509,7 @@ func (s *server) resultsOf(r *http.Request) (client.Results, error) {
 		}
 		for gi, g := range goals {
 			t := tot[pi][gi]
-			pr.Values[gi] = reconcile.GoalValue(metas[gi].ValueType, t.Value, t.Count, views[pi])
+			pr.Values[gi] = reconcile.GoalValue(metas[gi].ValueType, t.Value, t.Count, views[pop.Population].Count)
 			pr.Stats.Goals[gi] = goalStats(g, t.Count, pop.Impressions, tot[ci][gi].Count, ctl.Impressions, pi == ci)
 		}
 		out.Populations[pi] = pr

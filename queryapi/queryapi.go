@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/manhattan-go/manhattan/reconcile"
 	"github.com/manhattan-go/manhattan/store"
 )
 
@@ -45,6 +46,10 @@ type Options struct {
 	Timeout time.Duration
 	// Concurrency bounds the store queries one request runs in parallel; 0 means 4.
 	Concurrency int
+	// MetaTTL is how long found goal and test metadata is cached (value
+	// type, populations); 0 means 10 s, negative disables the cache.
+	// /v1/tests and /v1/tests/{test} always read fresh metadata.
+	MetaTTL time.Duration
 }
 
 type server struct {
@@ -53,6 +58,8 @@ type server struct {
 	timeout time.Duration
 	par     int
 	metrics *metrics
+	goalsC  *metaCache[reconcile.GoalMeta]
+	testsC  *metaCache[reconcile.TestMeta]
 }
 
 // New returns the query API handler.
@@ -70,6 +77,11 @@ func New(o Options) (http.Handler, error) {
 	if s.par <= 0 {
 		s.par = 4
 	}
+	ttl := o.MetaTTL
+	if ttl == 0 {
+		ttl = 10 * time.Second
+	}
+	s.goalsC, s.testsC = newMetaCache[reconcile.GoalMeta](ttl), newMetaCache[reconcile.TestMeta](ttl)
 	reg, gat := o.Registerer, o.Gatherer
 	if reg == nil && gat == nil {
 		r := prometheus.NewRegistry()

@@ -7,7 +7,7 @@ import (
 
 // The key set of a State (fields slots and nkeys) holds 64-bit
 // fingerprints: open addressing with linear probing in a table of any size
-// (fastrange indexing), grown by half when 80% full. Fingerprints are
+// (fastrange indexing), doubled when 80% full. Fingerprints are
 // already uniform hashes, so they index directly. Zero marks an empty slot;
 // the fingerprint 0 is stored as 1. The fields live in State itself so that
 // a record's hot fields share one cache line.
@@ -43,7 +43,7 @@ func (st *State) addKey(k uint64) bool {
 		k = 1
 	}
 	if (int(st.nkeys)+1)*5 > len(st.slots)*4 {
-		st.growKeys(max(8, len(st.slots)+len(st.slots)/2))
+		st.growKeys(max(8, 2*len(st.slots)))
 	}
 	for i := st.slotOf(k); ; {
 		switch st.slots[i] {

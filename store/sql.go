@@ -66,10 +66,9 @@ GROUP BY name ORDER BY max(last) DESC, name`
 WHERE name = {name:String}
 GROUP BY name`
 
-	sqlCreateDB         = `CREATE DATABASE IF NOT EXISTS {db}`
-	sqlCreateVersion    = `CREATE TABLE IF NOT EXISTS {db}.schema_version (version UInt32, applied_at DateTime DEFAULT now()) ENGINE = MergeTree() ORDER BY version`
-	sqlSchemaVersion    = `SELECT toInt64(max(version)), toInt64(count()) FROM {db}.schema_version`
-	sqlVersionRowsTable = "schema_version"
+	sqlCreateDB      = `CREATE DATABASE IF NOT EXISTS {db}`
+	sqlCreateVersion = `CREATE TABLE IF NOT EXISTS {db}.schema_version (version UInt32, applied_at DateTime DEFAULT now()) ENGINE = MergeTree() ORDER BY version`
+	sqlSchemaVersion = `SELECT toInt64(max(version)), toInt64(count()) FROM {db}.schema_version`
 )
 
 // Insert column lists with their types (chDB's insert parses the rows with

@@ -226,3 +226,41 @@ func TestOneInsertOnePart(t *testing.T) {
 		}
 	})
 }
+
+// TestMarksNeverMoveBack: a replay flush that stops below hw_c (To < From)
+// writes states and moves hw_s, but leaves hw_c where it was.
+func TestMarksNeverMoveBack(t *testing.T) {
+	eachStore(t, func(t *testing.T, s Store, _ string) {
+		ctx := context.Background()
+		must(t, s.Flush(ctx, &Batch{Partition: 0, From: 0, To: 10}), "flush 0→10")
+		must(t, s.InsertCounters(ctx, &Batch{Partition: 0, From: 10, To: 20}), "counters 10→20") // then a crash
+		m, err := s.Marks(ctx, 0)
+		must(t, err, "marks")
+		if m != (Marks{HWC: 20, HWS: 10, Found: true}) {
+			t.Fatalf("after crash: %+v, want hw_c 20, hw_s 10", m)
+		}
+		must(t, s.Flush(ctx, &Batch{Partition: 0, From: 20, To: 15, States: []State{{VID: "ab", Version: 15, Data: []byte("s")}}}), "replay flush")
+		m, _ = s.Marks(ctx, 0)
+		if m != (Marks{HWC: 20, HWS: 15, Found: true}) {
+			t.Fatalf("after replay flush: %+v, want hw_c 20, hw_s 15", m)
+		}
+		must(t, s.Flush(ctx, &Batch{Partition: 0, From: 20, To: 30}), "flush 20→30")
+		m, _ = s.Marks(ctx, 0)
+		if m != (Marks{HWC: 30, HWS: 30, Found: true}) {
+			t.Fatalf("after catching up: %+v, want 30/30", m)
+		}
+		bad := &Batch{Partition: 0, From: 30, To: 31, Counters: map[reconcile.CounterKey]*reconcile.Delta{
+			{Kind: reconcile.KindOffset}: {Count: 5}}}
+		if err := s.InsertCounters(ctx, bad); err == nil {
+			t.Error("an offset counter from the caller was accepted")
+		}
+		huge := &Batch{Partition: 0, From: 30, To: 31, Counters: map[reconcile.CounterKey]*reconcile.Delta{
+			ckey(reconcile.KindConversion, 0, "g", "", "", "all", ""): {Count: 1, Value: dec("1e30")}}}
+		if err := s.InsertCounters(ctx, huge); err == nil {
+			t.Error("a value beyond Decimal(38, 10) was accepted")
+		}
+		if m, _ = s.Marks(ctx, 0); m.HWC != 30 {
+			t.Errorf("refused inserts moved hw_c to %d", m.HWC)
+		}
+	})
+}

@@ -76,7 +76,7 @@ func (t *tables) Migrate(ctx context.Context) error {
 			}
 		}
 		rows := &rowSet{cols: []any{[]uint32{uint32(m.Version)}}, n: 1}
-		if err := t.b.insert(ctx, t.table(sqlVersionRowsTable), colsVersion, rows); err != nil {
+		if err := t.b.insert(ctx, t.table("schema_version"), colsVersion, rows); err != nil {
 			return fmt.Errorf("store: migrate: record version %d: %w", m.Version, err)
 		}
 	}
@@ -160,7 +160,7 @@ func (t *tables) InsertCounters(ctx context.Context, b *Batch) error {
 		if d == nil {
 			continue
 		}
-		if k.Kind == reconcile.KindOffset || k.Kind.String() == "unknown" {
+		if k.Kind < reconcile.KindConversion || k.Kind >= reconcile.KindOffset { // offset rows are the store's own
 			return fmt.Errorf("store: counter of partition %d has invalid kind %d", b.Partition, k.Kind)
 		}
 		v, err := scaledValue(d.Value)
