@@ -527,3 +527,32 @@ func TestNewRequiresStore(t *testing.T) {
 		t.Error("New without a store succeeded")
 	}
 }
+
+func TestMetaCache(t *testing.T) {
+	f := world()
+	srv, _ := newTestServer(t, f, Options{MetaTTL: time.Hour})
+	if code, _, _ := get(t, srv.URL+"/v1/goals/fresh"); code != 404 {
+		t.Fatalf("fresh before = %d", code)
+	}
+	// A goal that appears is visible at once: misses are not cached.
+	f.mu.Lock()
+	f.goals["fresh"] = reconcile.GoalMeta{Name: "fresh"}
+	f.mu.Unlock()
+	if code, _, _ := get(t, srv.URL+"/v1/goals/fresh"); code != 200 {
+		t.Fatalf("fresh after = %d", code)
+	}
+	// A hit is served from the cache within the TTL (a changed value type
+	// shows later), while counts are always read.
+	f.mu.Lock()
+	f.goals["fresh"] = reconcile.GoalMeta{Name: "fresh", ValueType: "S"}
+	f.mu.Unlock()
+	f.add(conv("fresh", 0, 2, "3"))
+	_, m, _ := get(t, srv.URL+"/v1/goals/fresh")
+	if m["value_type"] != "" || m["count"] != float64(2) {
+		t.Errorf("cached = %v", m)
+	}
+	srv2, _ := newTestServer(t, f, Options{MetaTTL: -1})
+	if _, m, _ := get(t, srv2.URL+"/v1/goals/fresh"); m["value_type"] != "S" || m["value"] != "3" {
+		t.Errorf("uncached = %v", m)
+	}
+}
