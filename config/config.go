@@ -66,6 +66,10 @@ type Consumer struct {
 // QueryAPI is the REST query API.
 type QueryAPI struct {
 	Listen string `mapstructure:"listen" yaml:"listen"`
+	// Token, when set, is required as "Authorization: Bearer <token>" on /v1/….
+	Token string `mapstructure:"token" yaml:"token"`
+	// CORSOrigins may call the API from a browser; "*" allows any.
+	CORSOrigins []string `mapstructure:"cors_origins" yaml:"cors_origins"`
 }
 
 // Producer configures the middleware of the example app (and of `dev`).

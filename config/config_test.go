@@ -97,6 +97,7 @@ func TestPrecedence(t *testing.T) {
 			"MANHATTAN_KAFKA_TOPIC":             "from.env",
 			"MANHATTAN_CONSUMER_FLUSH_INTERVAL": "2s",
 			"MANHATTAN_PRODUCER_HOST_MAP":       "a.example=1, b.example=3",
+			"MANHATTAN_QUERYAPI_CORS_ORIGINS":   "https://a.example,https://b.example",
 		}),
 	})
 	if err != nil {
@@ -131,6 +132,9 @@ func TestPrecedence(t *testing.T) {
 	}
 	if want := map[string]int64{"a.example": 1, "b.example": 3}; !reflect.DeepEqual(cfg.Producer.HostMap, want) {
 		t.Errorf("host_map = %v, want %v (env replaces the file's map)", cfg.Producer.HostMap, want)
+	}
+	if want := []string{"https://a.example", "https://b.example"}; !reflect.DeepEqual(cfg.QueryAPI.CORSOrigins, want) {
+		t.Errorf("cors_origins = %v, want %v", cfg.QueryAPI.CORSOrigins, want)
 	}
 	if cfg.Producer.Secret != "s3krit" || cfg.Example.Listen != "127.0.0.1:9000" {
 		t.Errorf("producer/example = %+v %+v", cfg.Producer, cfg.Example)
@@ -253,6 +257,7 @@ func TestValidate(t *testing.T) {
 			c.Consumer.ComplexGoals = []reconcile.ComplexGoal{{Include: []string{"y"}}}
 		}, "consumer.complex_goals[0].name"},
 		{"bad listen", func(c *Config) { c.QueryAPI.Listen = "8080" }, "queryapi.listen"},
+		{"bad origin", func(c *Config) { c.QueryAPI.CORSOrigins = []string{"*", "dash.example"} }, "queryapi.cors_origins[1]"},
 		{"empty secret", func(c *Config) { c.Producer.Secret = "" }, "producer.secret"},
 		{"bad cookie name", func(c *Config) { c.Producer.CookieName = "a b" }, "producer.cookie_name"},
 		{"relative pixel", func(c *Config) { c.Producer.PixelPath = "pixel.gif" }, "producer.pixel_path"},
@@ -301,5 +306,32 @@ func TestEnvVar(t *testing.T) {
 	}
 	if got := EnvVar("clickhouse.url"); got != "MANHATTAN_CLICKHOUSE_URL" {
 		t.Fatal(got)
+	}
+}
+
+// TestREADMEExample: the complete file shown in the README loads and
+// validates, so the documentation cannot drift from the code.
+func TestREADMEExample(t *testing.T) {
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(readme), "A complete file:\n\n```yaml\n")
+	if !ok {
+		t.Fatal("README has no \"A complete file:\" YAML block")
+	}
+	block, _, ok := strings.Cut(rest, "```")
+	if !ok {
+		t.Fatal("unterminated YAML block in the README")
+	}
+	cfg, err := Load(Source{File: writeFile(t, block), LookupEnv: env(nil)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Consumer.Rollups) != 3 || len(cfg.Consumer.ComplexGoals) != 1 || cfg.Producer.HostMap["blog.example.com"] != 2 {
+		t.Fatalf("README example loaded as %+v", cfg)
 	}
 }

@@ -28,6 +28,8 @@ var Keys = []string{
 	"consumer.rollups",
 	"consumer.complex_goals",
 	"queryapi.listen",
+	"queryapi.token",
+	"queryapi.cors_origins",
 	"producer.secret",
 	"producer.cookie_name",
 	"producer.pixel_path",
@@ -76,6 +78,8 @@ func Load(src Source) (*Config, error) {
 		"consumer.rollups":        []any{},
 		"consumer.complex_goals":  []any{},
 		"queryapi.listen":         def.QueryAPI.Listen,
+		"queryapi.token":          "",
+		"queryapi.cors_origins":   []string{},
 		"producer.secret":         "",
 		"producer.cookie_name":    def.Producer.CookieName,
 		"producer.pixel_path":     def.Producer.PixelPath,
@@ -158,6 +162,9 @@ func Load(src Source) (*Config, error) {
 	}
 	for i, b := range cfg.Kafka.Brokers {
 		cfg.Kafka.Brokers[i] = strings.TrimSpace(b)
+	}
+	if len(cfg.QueryAPI.CORSOrigins) == 0 {
+		cfg.QueryAPI.CORSOrigins = nil
 	}
 	return cfg, nil
 }

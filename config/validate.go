@@ -84,6 +84,11 @@ func (c *Config) Validate(parts ...Part) error {
 		if err := checkListen(c.QueryAPI.Listen); err != nil {
 			bad("queryapi.listen", "%v", err)
 		}
+		for i, o := range c.QueryAPI.CORSOrigins {
+			if o != "*" && !strings.HasPrefix(o, "http://") && !strings.HasPrefix(o, "https://") {
+				bad(fmt.Sprintf("queryapi.cors_origins[%d]", i), "%q is not an origin (https://host[:port], or *)", o)
+			}
+		}
 	}
 
 	if want&PartProducer != 0 {

@@ -39,6 +39,10 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	log := o.Logger.With("topic", o.Topic, "group", o.Group)
 
+	// A group on a topic that does not exist yet would sit idle: create it.
+	if err := ensureTopic(ctx, o.Brokers, o.Topic, ""); err != nil {
+		log.Warn("cannot create the events topic", "err", err)
+	}
 	if err := ensureTopic(ctx, o.Brokers, o.DeadLetterTopic, o.Topic); err != nil {
 		log.Warn("cannot create the dead-letter topic; relying on auto-creation", "topic", o.DeadLetterTopic, "err", err)
 	}
@@ -56,8 +60,12 @@ func Run(ctx context.Context, opts Options) error {
 		RebalanceTimeout: o.ShutdownTimeout + 10*time.Second,
 		JoinGroupBackoff: time.Second,
 		StartOffset:      kafka.FirstOffset,
-		Logger:           kafkaLogger(log, slog.LevelDebug),
-		ErrorLogger:      kafkaLogger(log, slog.LevelInfo),
+		// A topic created (or grown) after the group formed starts a new
+		// generation instead of going unread.
+		WatchPartitionChanges:  true,
+		PartitionWatchInterval: 5 * time.Second,
+		Logger:                 kafkaLogger(log, slog.LevelDebug),
+		ErrorLogger:            kafkaLogger(log, slog.LevelInfo),
 	})
 	if err != nil {
 		return fmt.Errorf("consumer: group: %w", err)

@@ -380,3 +380,20 @@ func waitMarks(t *testing.T, st store.Store, ends map[int32]int64, ok func(store
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// A consumer started before its topic exists creates it and consumes what
+// is produced afterwards (the usual order when a deployment starts).
+func TestConsumerStartedBeforeTopicExists(t *testing.T) {
+	brokers := newKafka(t)
+	st := openCHDB(t)
+	topic := consumertest.Name("late")
+	stop := start(t, options(t, brokers, topic, st))
+	time.Sleep(time.Second)
+	consumertest.Produce(t, brokers, topic, consumertest.Messages(consumertest.Events(9, 200)))
+	recs := consumertest.ReadAll(t, brokers, topic)
+	consumertest.WaitStored(t, st, consumertest.Ends(t, brokers, topic), time.Minute)
+	if err := stop(); err != nil {
+		t.Fatalf("consumer: %v", err)
+	}
+	consumertest.AssertCounts(t, st, consumertest.Offline(t, consumertest.EngineConfig(), recs))
+}

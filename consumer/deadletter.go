@@ -45,14 +45,18 @@ func newDeadLetterWriter(brokers []string, topic string) *kafka.Writer {
 	}
 }
 
-// ensureTopic creates topic with the partition count of like when it does
-// not exist. Failure is not fatal: the broker may auto-create it, and a
-// missing topic shows up as retried dead-letter writes.
+// ensureTopic creates topic when it does not exist, with the partition
+// count of topic like (or the broker's default when like is "" or missing).
+// Failure is not fatal: the broker may auto-create topics.
 func ensureTopic(ctx context.Context, brokers []string, topic, like string) error {
 	client := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second}
-	md, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{like, topic}})
+	topics := []string{topic}
+	if like != "" {
+		topics = append(topics, like)
+	}
+	md, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: topics})
 	if err != nil {
-		return fmt.Errorf("metadata of %s: %w", like, err)
+		return fmt.Errorf("metadata of %s: %w", topic, err)
 	}
 	partitions := -1
 	for _, t := range md.Topics {

@@ -20,6 +20,7 @@ type metrics struct {
 	retries       *prometheus.CounterVec
 	flushSeconds  prometheus.Histogram
 	flushRecords  prometheus.Histogram
+	storeSeconds  *prometheus.HistogramVec
 	lag           *prometheus.GaugeVec
 	secondsBehind *prometheus.GaugeVec
 	partitions    prometheus.Gauge
@@ -49,6 +50,11 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help:    "Records covered by one partition flush.",
 			Buckets: prometheus.ExponentialBuckets(1, 4, 10),
 		}),
+		storeSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "manhattan_consumer_store_seconds",
+			Help:    "Duration of successful store calls, by operation (the flush steps, load_states, marks).",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 16),
+		}, []string{"op"}),
 		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "manhattan_consumer_lag_records",
 			Help: "Records between the partition's high-water mark and the next offset to process.",
@@ -78,6 +84,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	if err == nil {
 		m.flushRecords, err = register(reg, m.flushRecords)
+	}
+	if err == nil {
+		m.storeSeconds, err = register(reg, m.storeSeconds)
 	}
 	if err == nil {
 		m.lag, err = register(reg, m.lag)

@@ -402,9 +402,11 @@ func (w *worker) insertCounters(ctx context.Context, p *pendingFlush) error {
 		// would not show it yet, so the retry would count the batch twice.
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeCallTimeout)
 		p.countersTried = true
+		t0 := time.Now()
 		err = w.o.Store.InsertCounters(cctx, b)
 		cancel()
 		if err == nil {
+			w.m.storeSeconds.WithLabelValues("insert_counters").Observe(time.Since(t0).Seconds())
 			return nil
 		}
 		w.logRetry("insert_counters", attempt, err)
@@ -416,9 +418,11 @@ func (w *worker) insertCounters(ctx context.Context, p *pendingFlush) error {
 func (w *worker) retry(ctx context.Context, op string, fn func(context.Context) error) error {
 	for attempt := 0; ; attempt++ {
 		cctx, cancel := context.WithTimeout(ctx, storeCallTimeout)
+		t0 := time.Now()
 		err := fn(cctx)
 		cancel()
 		if err == nil {
+			w.m.storeSeconds.WithLabelValues(op).Observe(time.Since(t0).Seconds())
 			if attempt > 0 {
 				w.log.Info("recovered", "op", op, "attempts", attempt+1)
 			}

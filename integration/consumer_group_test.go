@@ -137,7 +137,7 @@ func (w *consumerWorkload) assertDeadLetters(t *testing.T, recs []kafka.Message)
 }
 
 // serverStore opens a new database on the ClickHouse server.
-func serverStore(t *testing.T) (store.Store, string) {
+func serverStore(t testing.TB) (store.Store, string) {
 	t.Helper()
 	base := strings.TrimSuffix(testenv.ClickHouseURL(t), "/")
 	db := consumertest.Name("consumer_it")
@@ -160,7 +160,7 @@ func serverStore(t *testing.T) (store.Store, string) {
 	return st, url
 }
 
-func dropDatabase(t *testing.T, base, db string) {
+func dropDatabase(t testing.TB, base, db string) {
 	opts, err := clickhouse.ParseDSN(base)
 	if err != nil {
 		t.Logf("drop %s: %v", db, err)

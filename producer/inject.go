@@ -144,13 +144,12 @@ func (w *responseWriter) stream(p []byte) {
 		w.nheld = 0
 	}
 	if i := indexCloseBody(p); i >= 0 {
-		// One write, not three: on a real connection each Write of a
-		// chunked body is a chunk, and copying 10 KiB is cheaper than the
-		// extra syscalls.
+		// On a real connection each Write of a chunked body is a chunk: the
+		// bulk goes out as written, the tag and the short tail after it as
+		// one small write that waits in net/http's buffer for the end.
+		w.write(p[:i])
 		b := bufPool.Get().(*bytes.Buffer)
 		b.Reset()
-		b.Grow(len(p) + len(w.tag))
-		b.Write(p[:i])
 		b.Write(w.tag)
 		b.Write(p[i:])
 		w.write(b.Bytes())

@@ -70,14 +70,16 @@ func (c *Cache) MarkDirty(vid string) {
 }
 
 // Missing returns the distinct ids of vids not cached, sorted: the ids a
-// caller loads from the store in one query before applying a batch.
+// caller loads from the store in one query before applying a batch. Cached
+// ids are marked recently used, so adding the loaded states evicts states the
+// batch does not need first.
 func (c *Cache) Missing(vids []string) []string {
 	var out []string
 	for _, v := range vids {
 		if _, ok := c.dirty[v]; ok {
 			continue
 		}
-		if c.clean.Contains(v) {
+		if _, ok := c.clean.Get(v); ok {
 			continue
 		}
 		out = append(out, v)

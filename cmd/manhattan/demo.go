@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -10,10 +11,11 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"os"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -423,9 +425,14 @@ func compare(res client.Results, goal client.GoalCount, t *demoTally) string {
 
 func printResults(out io.Writer, res client.Results, goal client.GoalCount, o demoOptions, t *demoTally) {
 	fmt.Fprintf(out, "Results of the split test %q, goal %q (from GET /v1/tests/…/results):\n\n", res.Test, exampleapp.Goal)
-	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "population\tdessert\tvisitors\tconversions\trate\t95% interval\tchance to beat control\t")
-	for _, p := range res.Populations {
+	// The control first, then the others in the API's order.
+	pops := slices.Clone(res.Populations)
+	slices.SortStableFunc(pops, func(a, b client.PopulationResult) int {
+		return cmp.Compare(b2i(!a.Stats.Control), b2i(!b.Stats.Control))
+	})
+	const row = "  %-10s  %-7s  %8s  %11s  %7s  %15s  %s\n"
+	fmt.Fprintf(out, row, "population", "dessert", "visitors", "conversions", "rate", "95% interval", "chance to beat control")
+	for _, p := range pops {
 		g := p.Stats.Goals[0]
 		beat := "(control)"
 		if !p.Stats.Control {
@@ -435,10 +442,9 @@ func printResults(out io.Writer, res client.Results, goal client.GoalCount, o de
 		if g.CILow != nil && g.CIHigh != nil {
 			interval = pct(g.CILow, 1) + " – " + pct(g.CIHigh, 1)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\t%s\t\n", p.Population, exampleapp.Dessert(p.Population),
-			p.Impressions, g.Conversions, pct(g.ConversionRate, 2), interval, beat)
+		fmt.Fprintf(out, row, p.Population, exampleapp.Dessert(p.Population),
+			strconv.FormatInt(p.Impressions, 10), strconv.FormatInt(g.Conversions, 10), pct(g.ConversionRate, 2), interval, beat)
 	}
-	tw.Flush()
 	var people int64
 	for _, n := range t.visitors {
 		people += n
@@ -449,6 +455,13 @@ func printResults(out io.Writer, res client.Results, goal client.GoalCount, o de
 	if res.SRM != nil && res.SRM.PValue != nil {
 		fmt.Fprintf(out, "Sample ratio check (50/50 expected): p = %.3f\n", *res.SRM.PValue)
 	}
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 func pct(f *float64, decimals int) string {

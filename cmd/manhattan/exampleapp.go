@@ -34,6 +34,8 @@ topic; run the consumer and the query API to see results.`,
   curl -c jar -b jar localhost:8000/ ; curl -c jar -b jar localhost:8000/vpixel.gif ; curl -c jar -b jar localhost:8000/pie`,
 		Args: cobra.NoArgs,
 	}
+	var metricsAddr string
+	cmd.Flags().StringVar(&metricsAddr, "metrics-listen", "", "serve the producer's Prometheus metrics on this address's /metrics (default: off)")
 	flags := keyFlags(cmd, fBrokers, fTopic, fSecret, fSpoolDir,
 		flagDef{key: "example.listen", name: "listen", usage: "address to serve the example app on"})
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
@@ -42,7 +44,12 @@ topic; run the consumer and the query API to see results.`,
 			return err
 		}
 		ctx := cmd.Context()
-		h, closeApp, err := newExampleApp(cfg, a.log, nil)
+		reg, stopMetrics, err := metricsServer(ctx, metricsAddr, a.log)
+		if err != nil {
+			return err
+		}
+		defer stopMetrics()
+		h, closeApp, err := newExampleApp(cfg, a.log, reg)
 		if err != nil {
 			return err
 		}

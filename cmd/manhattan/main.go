@@ -65,6 +65,8 @@ and command-line flags. Keys:
   consumer.rollups         list of {name, kind, timezone}    [{all, all}]
   consumer.complex_goals   list of {name, include, exclude}
   queryapi.listen          REST API address          ` + config.DefaultQueryListen + `
+  queryapi.token           bearer token required on /v1/… (none)
+  queryapi.cors_origins    origins allowed from browsers
   producer.secret          signs visitor cookies (required for the app)
   producer.cookie_name     visitor cookie            ` + config.DefaultCookieName + `
   producer.pixel_path      tracking pixel path       ` + config.DefaultPixelPath + `

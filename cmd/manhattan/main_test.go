@@ -182,7 +182,8 @@ consumer:
 		t.Fatal(err)
 	}
 	t.Setenv("MANHATTAN_PRODUCER_SECRET", "cli-test-secret")
-	apiAddr, appAddr := freeAddr(t), freeAddr(t)
+	t.Setenv("MANHATTAN_QUERYAPI_TOKEN", "cli-test-token")
+	apiAddr, appAddr, conMetrics, appMetrics := freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -190,9 +191,9 @@ consumer:
 	var wg sync.WaitGroup
 	errs := map[string]*error{}
 	for _, args := range [][]string{
-		{"consumer", "--config", cfgFile, "--log-level", "warn"},
+		{"consumer", "--config", cfgFile, "--log-level", "warn", "--metrics-listen", conMetrics},
 		{"queryapi", "--config", cfgFile, "--listen", apiAddr, "--log-level", "warn"},
-		{"example-app", "--config", cfgFile, "--listen", appAddr, "--log-level", "warn"},
+		{"example-app", "--config", cfgFile, "--listen", appAddr, "--log-level", "warn", "--metrics-listen", appMetrics},
 	} {
 		var err error
 		errs[args[0]] = &err
@@ -247,7 +248,12 @@ consumer:
 	wantConv := conversions["True"] + conversions["False"] + 1
 	visitors["True"]++
 
-	api := client.New("http://" + apiAddr)
+	api := client.New("http://"+apiAddr, client.WithToken("cli-test-token"))
+	if resp, err := http.Get("http://" + apiAddr + "/v1/tests"); err != nil {
+		t.Fatal(err)
+	} else if resp.Body.Close(); resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("GET /v1/tests without the token: %s, want 401 (queryapi.token)", resp.Status)
+	}
 	var last error
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
@@ -297,6 +303,15 @@ consumer:
 		}
 		time.Sleep(300 * time.Millisecond)
 	}
+	// Metrics of the consumer and of the app's Kafka writer.
+	hc := &http.Client{Timeout: 10 * time.Second}
+	if m := httpGet(t, hc, "http://"+conMetrics+"/metrics"); !strings.Contains(m, "manhattan_consumer_records_total") {
+		t.Errorf("consumer metrics lack manhattan_consumer_records_total:\n%.2000s", m)
+	}
+	if m := httpGet(t, hc, "http://"+appMetrics+"/metrics"); !strings.Contains(m, "manhattan_producer_events_sent_total") {
+		t.Errorf("example app metrics lack manhattan_producer_events_sent_total:\n%.2000s", m)
+	}
+
 	// The imported bot's split test never got an impression.
 	if d, err := api.Test(ctx, "dessert emoji", client.Filter{}); err == nil {
 		for _, p := range d.Populations {

@@ -28,6 +28,8 @@ Stop with SIGINT or SIGTERM: owned partitions are flushed before exit.`,
   MANHATTAN_KAFKA_BROKERS=localhost:9092 manhattan consumer --config manhattan.yaml`,
 		Args: cobra.NoArgs,
 	}
+	var metricsAddr string
+	cmd.Flags().StringVar(&metricsAddr, "metrics-listen", "", "serve Prometheus metrics on this address's /metrics (default: off)")
 	flags := keyFlags(cmd, fBrokers, fTopic, fGroup, fClickHouse, fFlushInterval, fFlushEvents, fCacheSize)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		cfg, err := a.load(flags, nil, config.PartKafka, config.PartClickHouse, config.PartConsumer)
@@ -35,12 +37,19 @@ Stop with SIGINT or SIGTERM: owned partitions are flushed before exit.`,
 			return err
 		}
 		ctx := cmd.Context()
+		reg, stopMetrics, err := metricsServer(ctx, metricsAddr, a.log)
+		if err != nil {
+			return err
+		}
+		defer stopMetrics()
 		st, err := openStore(ctx, cfg.ClickHouse.URL, a.log)
 		if err != nil {
 			return err
 		}
 		defer st.Close()
-		return done(ctx, consumer.Run(ctx, consumerOptions(cfg, st, a.log)))
+		opts := consumerOptions(cfg, st, a.log)
+		opts.Registerer = reg
+		return done(ctx, consumer.Run(ctx, opts))
 	}
 	return cmd
 }
@@ -79,7 +88,8 @@ The schema is migrated at start.`,
   curl 'localhost:8080/v1/tests/superior%20dessert%20preference/results?goals=pie%20accomplished'`,
 		Args: cobra.NoArgs,
 	}
-	flags := keyFlags(cmd, fClickHouse, flagDef{key: "queryapi.listen", name: "listen", usage: "address to serve on"})
+	flags := keyFlags(cmd, fClickHouse, flagDef{key: "queryapi.listen", name: "listen", usage: "address to serve on"},
+		flagDef{key: "queryapi.token", name: "token", usage: "bearer token required on /v1/… (default: none)"})
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		cfg, err := a.load(flags, nil, config.PartClickHouse, config.PartQueryAPI)
 		if err != nil {
@@ -91,7 +101,7 @@ The schema is migrated at start.`,
 			return err
 		}
 		defer st.Close()
-		h, err := queryapi.New(queryapi.Options{Store: st, Logger: a.log})
+		h, err := queryapi.New(queryapi.Options{Store: st, Logger: a.log, Token: cfg.QueryAPI.Token, CORSOrigins: cfg.QueryAPI.CORSOrigins})
 		if err != nil {
 			return err
 		}

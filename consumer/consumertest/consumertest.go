@@ -201,7 +201,6 @@ func Writer(brokers []string, topic string) *kafka.Writer {
 		Balancer:     &kafka.Murmur2Balancer{},
 		RequiredAcks: kafka.RequireAll,
 		BatchSize:    5000,
-		BatchBytes:   8 << 20,
 		BatchTimeout: 5 * time.Millisecond,
 	}
 }
