@@ -236,8 +236,13 @@ func TestCrashBetweenCountersAndStatesGivesSameCounts(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	// Shutdown with the store refusing states: bounded by ShutdownTimeout.
+	t0 := time.Now()
 	if err := stop(); err != nil {
 		t.Fatalf("first consumer: %v", err)
+	}
+	if took := time.Since(t0); took > o.ShutdownTimeout+5*time.Second {
+		t.Errorf("shutdown took %v with ShutdownTimeout %v", took, o.ShutdownTimeout)
 	}
 	if !anySplit(t, st, ends) {
 		t.Fatal("hw_s caught up with hw_c although state inserts failed")

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -171,15 +170,14 @@ func (p *progress) logLoop(ctx context.Context, log *slog.Logger, interval time.
 			p.mu.Lock()
 			var lag int64
 			var worst float64
-			owned := make([]string, 0, len(p.parts))
-			for part, pp := range p.parts {
+			for _, pp := range p.parts {
 				lag += pp.lag
 				worst = max(worst, behind(now, pp.lag, pp.lastTS))
-				owned = append(owned, strconv.Itoa(int(part)))
 			}
+			owned := len(p.parts)
 			p.mu.Unlock()
 			log.Info("progress", "records", n, "rate", int64(rate), "lag", lag,
-				"seconds_behind", int64(worst), "partitions", len(owned))
+				"seconds_behind", int64(worst), "partitions", owned)
 		}
 	}
 }

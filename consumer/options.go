@@ -1,6 +1,3 @@
-// Package consumer runs the events topic through the reconciliation engine
-// into the store as a Kafka consumer group: one worker per assigned
-// partition, exactly-once counting through the store's recovery marks.
 package consumer
 
 import (

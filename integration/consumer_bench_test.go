@@ -188,7 +188,7 @@ func freshness(b *testing.B, brokers []string, topic string, st store.Store, n i
 			if ctx.Err() != nil {
 				b.Fatalf("goal %q never became visible", goal)
 			}
-			time.Sleep(5 * time.Millisecond)
+			time.Sleep(20 * time.Millisecond)
 		}
 		out = append(out, time.Since(t0))
 	}

@@ -287,6 +287,9 @@ func TestConsumerGroupProcessesMatchOfflineEngineClickHouse(t *testing.T) {
 					t.Errorf("%s never got a partition: the topic was not shared", c.name)
 				}
 			}
+			// A graceful stop commits the stored offsets and leaves the group.
+			waitCommitted(t, w, cfg.Group, ends, 5*time.Second)
+			assertGroupEmpty(t, w, cfg.Group)
 			consumertest.AssertCounts(t, st, consumertest.Offline(t, consumertest.EngineConfig(), recs))
 			w.assertDeadLetters(t, recs)
 		})
@@ -371,6 +374,47 @@ func TestConsumerSIGKILLedProcessesMatchOfflineEngineClickHouse(t *testing.T) {
 	}
 	consumertest.AssertCounts(t, st, consumertest.Offline(t, consumertest.EngineConfig(), recs))
 	w.assertDeadLetters(t, recs)
+
+	// The run must have moved partitions between processes.
+	owners := map[string]map[string]bool{} // partition → processes
+	replays := 0
+	for _, c := range children {
+		b, _ := os.ReadFile(c.log)
+		for _, line := range strings.Split(string(b), "\n") {
+			if !strings.Contains(line, `msg="partition assigned"`) {
+				continue
+			}
+			f := logFields(line)
+			if owners[f["partition"]] == nil {
+				owners[f["partition"]] = map[string]bool{}
+			}
+			owners[f["partition"]][c.name] = true
+			if f["hw_s"] != f["hw_c"] {
+				replays++
+			}
+		}
+	}
+	moved := 0
+	for _, o := range owners {
+		if len(o) > 1 {
+			moved++
+		}
+	}
+	t.Logf("%d of %d partitions changed process; %d assignments replayed a range with counts suppressed (hw_s < hw_c)", moved, len(owners), replays)
+	if moved == 0 {
+		t.Error("no partition moved between consumer processes")
+	}
+}
+
+// logFields parses the key=value pairs of a slog text line.
+func logFields(line string) map[string]string {
+	f := map[string]string{}
+	for _, kv := range strings.Fields(line) {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			f[k] = v
+		}
+	}
+	return f
 }
 
 // (2) on chDB: one consumer process at a time holds the directory; it is
@@ -443,6 +487,19 @@ func waitCommitted(t *testing.T, w *consumerWorkload, group string, ends map[int
 			t.Fatalf("group offsets did not reach the end within %v: %s", timeout, behind)
 		}
 		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func assertGroupEmpty(t *testing.T, w *consumerWorkload, group string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	res, err := (&kafka.Client{Addr: kafka.TCP(w.brokers...)}).DescribeGroups(ctx, &kafka.DescribeGroupsRequest{GroupIDs: []string{group}})
+	if err != nil || len(res.Groups) != 1 {
+		t.Fatalf("describe group %s: %v", group, err)
+	}
+	if g := res.Groups[0]; len(g.Members) != 0 {
+		t.Errorf("group %s still has %d members (state %s) after every consumer stopped", group, len(g.Members), g.GroupState)
 	}
 }
 

@@ -61,8 +61,8 @@ var Base = time.Date(2026, 3, 7, 20, 0, 0, 0, time.UTC)
 // visitors: humans (a pixel after their first page, some events queued
 // before it), bots that never send a pixel, split impressions, goals with
 // and without values, refunds taking back the complex goal. Each visitor's
-// events are in time order; visitors interleave. Event times span about
-// three days.
+// events are in time order; visitors' sessions overlap (about visitors/100
+// at a time, at least 50). Event times span about three days.
 func Events(seed uint64, visitors int) []event.Event {
 	r := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
 	per := make([][]event.Event, visitors)
@@ -111,16 +111,21 @@ func Events(seed uint64, visitors int) []event.Event {
 		per[v] = evs
 		total += len(evs)
 	}
-	// Interleave visitors, keeping each one's order; time moves forward.
+	// Interleave visitors, keeping each one's order, as concurrent
+	// sessions: a window of active visitors, a new one arriving when one
+	// leaves. Time moves forward.
 	out := make([]event.Event, 0, total)
 	next := make([]int, visitors)
-	live := make([]int, visitors)
-	for i := range live {
-		live[i] = i
-	}
+	window := max(50, visitors/100)
+	live := make([]int, 0, window)
+	arrived := 0
 	step := int64(3*24*time.Hour/time.Microsecond) / int64(max(total, 1))
 	ts := Base.UnixMicro()
-	for len(live) > 0 {
+	for len(live) > 0 || arrived < visitors {
+		for len(live) < window && arrived < visitors {
+			live = append(live, arrived)
+			arrived++
+		}
 		i := r.IntN(len(live))
 		v := live[i]
 		ev := per[v][next[v]]
