@@ -295,25 +295,19 @@ func (w *Writer) run() {
 		select {
 		case ev := <-w.in:
 			w.add(ev)
-			// Fill the batch: take what is queued, then wait up to Linger.
-			linger.Reset(w.linger)
-		fill:
-			for len(w.offs) < w.batchMax {
+			// Let the batch fill for Linger, then take what is queued. The
+			// goroutine sleeps meanwhile instead of waking for every event
+			// (at web rates those wake-ups cost more than the rest of the
+			// hand-off); with a full batch already queued it does not wait.
+			if len(w.in) < w.batchMax-1 {
+				linger.Reset(w.linger)
 				select {
-				case ev := <-w.in:
-					w.add(ev)
-				default:
-					select {
-					case ev := <-w.in:
-						w.add(ev)
-					case <-linger.C:
-						break fill
-					case <-w.stop:
-						break fill
-					}
+				case <-linger.C:
+				case <-w.stop:
+					linger.Stop()
 				}
 			}
-			linger.Stop()
+			w.takeQueued()
 			w.flushBatch(ctx)
 		case <-retry.C:
 		case <-w.stop:
@@ -323,6 +317,18 @@ func (w *Writer) run() {
 		retry.Stop()
 		if !w.spool.empty() && !time.Now().Before(w.nextRetry) {
 			w.drain(ctx)
+		}
+	}
+}
+
+// takeQueued moves queued events into the batch, up to its size.
+func (w *Writer) takeQueued() {
+	for len(w.offs) < w.batchMax {
+		select {
+		case ev := <-w.in:
+			w.add(ev)
+		default:
+			return
 		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"regexp"
 	"strings"
 
+	"github.com/manhattan-go/manhattan/reconcile"
 	"github.com/manhattan-go/manhattan/schema"
 )
 
@@ -15,28 +16,23 @@ import (
 // with its own escaping. Table names are qualified with {db}, replaced by the
 // validated, quoted database name.
 
-// counterFilter is the WHERE clause of every counter read: an empty
-// parameter means "not filtered", except rollup (defaulted by the caller)
-// and kind (empty means every kind but the offset marks).
-const counterFilter = `
-WHERE (({kind:String} = '' AND kind != 'offset') OR kind = {kind:String})
-  AND ({goal:String} = '' OR goal = {goal:String})
-  AND ({test:String} = '' OR test = {test:String})
-  AND ({population:String} = '' OR population = {population:String})
-  AND rollup = {rollup:String}
-  AND ({bucket:String} = '' OR bucket = {bucket:String})
-  AND ({all_sites:UInt8} = 1 OR site = {site:Int64})`
-
+// Counter reads are built from fixed fragments: the WHERE clause holds a
+// condition only for each filter that is set (values still bound as
+// parameters), because a catch-all such as "empty parameter OR goal = …"
+// keeps ClickHouse 18.16 from narrowing the scan by the primary key.
 var (
-	sqlCounter = `SELECT toInt64(sum(count)), sum(value) FROM {db}.counters` + counterFilter
-
-	sqlSeries = `SELECT bucket, toInt64(sum(count)), sum(value) FROM {db}.counters` + counterFilter + `
-  AND ({from:String} = '' OR bucket >= {from:String})
-  AND ({to:String} = '' OR bucket <= {to:String})
+	sqlCounter     = `SELECT toInt64(sum(count)), sum(value) FROM {db}.counters`
+	sqlSeries      = `SELECT bucket, toInt64(sum(count)), sum(value) FROM {db}.counters`
+	sqlSeriesGroup = `
 GROUP BY bucket ORDER BY bucket`
-
-	sqlPopulations = `SELECT population, toInt64(sum(count)), sum(value) FROM {db}.counters` + counterFilter + `
+	sqlPopulations      = `SELECT population, toInt64(sum(count)), sum(value) FROM {db}.counters`
+	sqlPopulationsGroup = `
 GROUP BY population ORDER BY population`
+
+	// Without a kind, every kind but the offset marks: an IN list over the
+	// key's first column, which the primary key can use (!= cannot, on 18.16).
+	sqlAnyCountedKind = `kind IN ('` + reconcile.KindConversion.String() + `', '` +
+		reconcile.KindImpression.String() + `', '` + reconcile.KindVariantConversion.String() + `')`
 
 	sqlHWC = `SELECT toInt64(sum(count)), toInt64(count()) FROM {db}.counters
 WHERE kind = 'offset' AND partition = {partition:Int32}`
@@ -131,22 +127,42 @@ type param struct {
 	value any
 }
 
-func counterParams(q CounterQuery) []param {
+// counterSQL returns head, the WHERE clause of q, then tail, with the
+// parameters the clause binds. Each condition is a fixed fragment, present
+// only when its filter is set; values are always parameters. from and to
+// bound the bucket (Series); "" leaves that end open.
+func counterSQL(head string, q CounterQuery, from, to, tail string) (string, []param) {
+	var b strings.Builder
+	b.Grow(len(head) + len(tail) + 256)
+	b.WriteString(head)
+	params := make([]param, 0, 8)
+	if q.Kind != 0 {
+		b.WriteString("\nWHERE kind = {kind:String}")
+		params = append(params, param{"kind", q.Kind.String()})
+	} else {
+		b.WriteString("\nWHERE " + sqlAnyCountedKind)
+	}
 	rollup := q.Rollup
 	if rollup == "" {
 		rollup = "all"
 	}
-	kind := ""
-	if q.Kind != 0 {
-		kind = q.Kind.String()
+	b.WriteString("\n  AND rollup = {rollup:String}")
+	params = append(params, param{"rollup", rollup})
+	cond := func(set bool, fragment string, p param) {
+		if set {
+			b.WriteString("\n  AND " + fragment)
+			params = append(params, p)
+		}
 	}
-	var allSites uint8 = 1
-	var site int64
+	cond(q.Goal != "", "goal = {goal:String}", param{"goal", q.Goal})
+	cond(q.Test != "", "test = {test:String}", param{"test", q.Test})
+	cond(q.Population != "", "population = {population:String}", param{"population", q.Population})
+	cond(q.Bucket != "", "bucket = {bucket:String}", param{"bucket", q.Bucket})
+	cond(from != "", "bucket >= {from:String}", param{"from", from})
+	cond(to != "", "bucket <= {to:String}", param{"to", to})
 	if q.Site != nil {
-		allSites, site = 0, *q.Site
+		cond(true, "site = {site:Int64}", param{"site", *q.Site})
 	}
-	return []param{
-		{"kind", kind}, {"goal", q.Goal}, {"test", q.Test}, {"population", q.Population},
-		{"rollup", rollup}, {"bucket", q.Bucket}, {"all_sites", allSites}, {"site", site},
-	}
+	b.WriteString(tail)
+	return b.String(), params
 }

@@ -281,7 +281,8 @@ func (t *tables) LoadStates(ctx context.Context, vids []string) (map[string][]by
 
 func (t *tables) Counter(ctx context.Context, q CounterQuery) (Totals, error) {
 	var tot Totals
-	err := t.b.query(ctx, t.sql(sqlCounter), counterParams(q), []any{&tot.Count, &tot.Value}, nop)
+	sql, params := counterSQL(sqlCounter, q, "", "", "")
+	err := t.b.query(ctx, t.sql(sql), params, []any{&tot.Count, &tot.Value}, nop)
 	if err != nil {
 		return Totals{}, fmt.Errorf("store: read counter: %w", err)
 	}
@@ -291,8 +292,8 @@ func (t *tables) Counter(ctx context.Context, q CounterQuery) (Totals, error) {
 func (t *tables) Series(ctx context.Context, q CounterQuery, fromBucket, toBucket string) ([]BucketTotals, error) {
 	var out []BucketTotals
 	var row BucketTotals
-	params := append(counterParams(q), param{"from", fromBucket}, param{"to", toBucket})
-	err := t.b.query(ctx, t.sql(sqlSeries), params, []any{&row.Bucket, &row.Count, &row.Value}, func() error {
+	sql, params := counterSQL(sqlSeries, q, fromBucket, toBucket, sqlSeriesGroup)
+	err := t.b.query(ctx, t.sql(sql), params, []any{&row.Bucket, &row.Count, &row.Value}, func() error {
 		out = append(out, row)
 		return nil
 	})
@@ -309,7 +310,8 @@ func (t *tables) Populations(ctx context.Context, q CounterQuery) ([]PopulationT
 	}
 	var out []PopulationTotals
 	var row PopulationTotals
-	err := t.b.query(ctx, t.sql(sqlPopulations), counterParams(q), []any{&row.Population, &row.Count, &row.Value}, func() error {
+	sql, params := counterSQL(sqlPopulations, q, "", "", sqlPopulationsGroup)
+	err := t.b.query(ctx, t.sql(sql), params, []any{&row.Population, &row.Count, &row.Value}, func() error {
 		out = append(out, row)
 		return nil
 	})

@@ -50,6 +50,8 @@ type config struct {
 	serve       bool
 	newVisitors bool
 	discard     bool
+	linger      time.Duration
+	kafkaPID    int
 }
 
 func main() {
@@ -63,10 +65,12 @@ func main() {
 	flag.IntVar(&c.threads, "threads", 1, "wrk threads")
 	flag.IntVar(&c.connections, "connections", 32, "wrk connections")
 	flag.StringVar(&c.wrk, "wrk", "wrk", "wrk binary")
-	flag.StringVar(&c.cpuprofile, "cpuprofile", "", "write a CPU profile of the last middleware round to this file")
+	flag.StringVar(&c.cpuprofile, "cpuprofile", "", "write CPU profiles of the last round to PREFIX-bare.pprof and PREFIX-mw.pprof (compare: go tool pprof -diff_base PREFIX-bare.pprof PREFIX-mw.pprof)")
 	flag.BoolVar(&c.serve, "serve", false, "only serve both pages (addresses printed) until interrupted, for manual runs")
 	flag.BoolVar(&c.newVisitors, "new-visitors", false, "send no cookie: every request is a new visitor (default: a returning visitor with a signed cookie)")
 	flag.BoolVar(&c.discard, "discard", false, "middleware hands events to a discarding sink instead of Kafka (isolates the middleware's own cost)")
+	flag.DurationVar(&c.linger, "linger", 0, "WriterOptions.Linger (default: the Writer's)")
+	flag.IntVar(&c.kafkaPID, "kafka-pid", 0, "pid of a local Kafka broker, to report its CPU per request too")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, c)
@@ -131,7 +135,7 @@ func run(ctx context.Context, c config) error {
 	}
 	defer os.RemoveAll(spoolDir)
 
-	w, err := producer.NewWriter(producer.WriterOptions{Brokers: brokers, Topic: c.topic, SpoolDir: spoolDir})
+	w, err := producer.NewWriter(producer.WriterOptions{Brokers: brokers, Topic: c.topic, SpoolDir: spoolDir, Linger: c.linger})
 	if err != nil {
 		return fmt.Errorf("kafka writer: %w", err)
 	}
@@ -216,21 +220,21 @@ func run(ctx context.Context, c config) error {
 				u = mwURL
 			}
 			var stopProf func()
-			if which == "mw" && i == c.rounds-1 && c.cpuprofile != "" {
-				if stopProf, err = startProfile(c.cpuprofile); err != nil {
+			if i == c.rounds-1 && c.cpuprofile != "" {
+				if stopProf, err = startProfile(c.cpuprofile + "-" + which + ".pprof"); err != nil {
 					return err
 				}
 			}
-			cpu0 := processCPU()
+			cpu0, k0 := processCPU(), pidCPU(c.kafkaPID)
 			r, err := wr.run(u, c.duration)
-			r.cpuUS = processCPU() - cpu0
+			r.cpuUS, r.kafkaUS = processCPU()-cpu0, pidCPU(c.kafkaPID)-k0
 			if stopProf != nil {
 				stopProf()
 			}
 			if err != nil {
 				return err
 			}
-			fmt.Printf("  round %d %-10s %9.0f req/s   p50 %6s  p99 %6s   server CPU %5.1fµs/req\n", i+1, map[string]string{"bare": "bare", "mw": "middleware"}[which], r.rps(), us(r.p50), us(r.p99), r.cpuPerReq())
+			fmt.Printf("  round %d %-10s %9.0f req/s   p50 %6s  p99 %6s   server CPU %5.1fµs/req%s\n", i+1, map[string]string{"bare": "bare", "mw": "middleware"}[which], r.rps(), us(r.p50), us(r.p99), r.cpuPerReq(), r.kafkaCPU(c.kafkaPID))
 			if which == "mw" {
 				mws = append(mws, r)
 			} else {
@@ -240,8 +244,8 @@ func run(ctx context.Context, c config) error {
 	}
 	loadEnd := loadavg()
 	sb, sm := sum(bare), sum(mws)
-	fmt.Printf("bare        %9.0f req/s   p50 %6s  p99 %6s   server CPU %5.1fµs/req   (%d requests)\n", sb.rps(), us(sb.p50), us(sb.p99), sb.cpuPerReq(), sb.requests)
-	fmt.Printf("middleware  %9.0f req/s   p50 %6s  p99 %6s   server CPU %5.1fµs/req   (%d requests)\n", sm.rps(), us(sm.p50), us(sm.p99), sm.cpuPerReq(), sm.requests)
+	fmt.Printf("bare        %9.0f req/s   p50 %6s  p99 %6s   server CPU %5.1fµs/req%s   (%d requests)\n", sb.rps(), us(sb.p50), us(sb.p99), sb.cpuPerReq(), sb.kafkaCPU(c.kafkaPID), sb.requests)
+	fmt.Printf("middleware  %9.0f req/s   p50 %6s  p99 %6s   server CPU %5.1fµs/req%s   (%d requests)\n", sm.rps(), us(sm.p50), us(sm.p99), sm.cpuPerReq(), sm.kafkaCPU(c.kafkaPID), sm.requests)
 	ratio := sm.rps() / sb.rps()
 	verdict := "met"
 	if ratio < 0.9 {
@@ -402,8 +406,37 @@ type wrkRunner struct {
 // process's CPU time (user+system) meanwhile: the server's cost, including
 // the Writer's goroutine, free of the load generator's share.
 type result struct {
-	requests, durUS, cpuUS int64
-	p50, p99               float64
+	requests, durUS, cpuUS, kafkaUS int64
+	p50, p99                        float64
+}
+
+func (r result) kafkaCPU(pid int) string {
+	if pid == 0 {
+		return ""
+	}
+	return fmt.Sprintf("   Kafka CPU %5.1fµs/req", float64(r.kafkaUS)/float64(r.requests))
+}
+
+// pidCPU returns the user+system CPU time of process pid in µs (0 for pid 0
+// or when /proc does not tell).
+func pidCPU(pid int) int64 {
+	if pid == 0 {
+		return 0
+	}
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0
+	}
+	// Fields after the parenthesised command name; utime and stime are the
+	// 14th and 15th fields, in clock ticks (100 per second on Linux).
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return (ut + st) * 10000
 }
 
 func (r result) cpuPerReq() float64 { return float64(r.cpuUS) / float64(r.requests) }
@@ -462,6 +495,7 @@ func sum(rs []result) result {
 		s.requests += r.requests
 		s.durUS += r.durUS
 		s.cpuUS += r.cpuUS
+		s.kafkaUS += r.kafkaUS
 		p50, p99 = append(p50, r.p50), append(p99, r.p99)
 	}
 	slices.Sort(p50)
