@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 GO ?= go
 
-.PHONY: all build chdb services-up services-down services-status test bench demo fmt fmt-check vet clean
+.PHONY: all build chdb services-up services-down services-status test bench bench-http demo fmt fmt-check vet clean
 
 all: build
 
@@ -32,6 +32,11 @@ test:
 # All benchmarks; BENCH=regexp narrows them.
 bench:
 	scripts/bench.sh
+
+# The producer middleware under wrk on loopback vs the bare handler (about
+# 45 s); starts the services if needed and stops only what it started.
+bench-http:
+	scripts/bench-http.sh
 
 # The embedded pipeline (kfake + chDB) and a simulated A/B test; no services needed.
 demo: chdb

@@ -9,13 +9,43 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+
+	"github.com/manhattan-go/manhattan/event"
 )
 
-// fetched is one fetch response of a partition: its records in offset order
-// and the partition's high-water mark at that moment (for lag).
+// fetched is one fetch response of a partition: its records in offset order,
+// each one's decoded event or the reason it is a dead letter, and the
+// partition's high-water mark at that moment (for lag).
 type fetched struct {
 	msgs          []kafka.Message
+	evs           []event.Event
+	bad           []error
 	highWaterMark int64
+}
+
+// decode decodes and validates a batch's records. It is a pure function of
+// the records, so the fetcher runs it ahead of the worker: decoding the next
+// batch overlaps with applying (or flushing) the previous one.
+func decode(msgs []kafka.Message) (evs []event.Event, bad []error) {
+	evs = make([]event.Event, len(msgs))
+	for i, m := range msgs {
+		ev, err := event.Decode(m.Value)
+		switch {
+		case err != nil:
+		case string(m.Key) != ev.VID:
+			// A visitor's records must share one partition, or two
+			// workers would hold diverging copies of its state.
+			err = fmt.Errorf("record key %q is not the visitor id %q", truncate(string(m.Key)), ev.VID)
+		default:
+			evs[i] = ev
+			continue
+		}
+		if bad == nil {
+			bad = make([]error, len(msgs))
+		}
+		bad[i] = err
+	}
+	return evs, bad
 }
 
 // fetcher reads one partition straight from its leader with kafka.Conn, one
@@ -112,6 +142,7 @@ func (f *fetcher) read(ctx context.Context, conn *kafka.Conn, offset int64, out 
 	}
 	_ = conn.SetDeadline(time.Time{})
 
+	sizeHint := 0
 	for {
 		if err := ctx.Err(); err != nil {
 			return offset, err
@@ -119,7 +150,9 @@ func (f *fetcher) read(ctx context.Context, conn *kafka.Conn, offset int64, out 
 		_ = conn.SetReadDeadline(time.Now().Add(f.maxWait + 10*time.Second))
 		batch := conn.ReadBatchWith(kafka.ReadBatchConfig{MinBytes: 1, MaxBytes: f.maxBytes, MaxWait: f.maxWait})
 		hwm := batch.HighWaterMark()
-		var msgs []kafka.Message
+		// Sized like the previous fetch: batches of a backlog are alike, and
+		// growing a slice of messages copies them again and again.
+		msgs := make([]kafka.Message, 0, sizeHint)
 		for {
 			m, err := batch.ReadMessage()
 			if err != nil {
@@ -130,10 +163,12 @@ func (f *fetcher) read(ctx context.Context, conn *kafka.Conn, offset int64, out 
 		err := batch.Close()
 		if len(msgs) > 0 {
 			offset = msgs[len(msgs)-1].Offset + 1
+			sizeHint = len(msgs)
 		}
 		if len(msgs) > 0 || hwm > 0 {
+			evs, bad := decode(msgs)
 			select {
-			case out <- fetched{msgs: msgs, highWaterMark: hwm}:
+			case out <- fetched{msgs: msgs, evs: evs, bad: bad, highWaterMark: hwm}:
 			case <-ctx.Done():
 				return offset, ctx.Err()
 			}

@@ -11,7 +11,6 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
-	"github.com/manhattan-go/manhattan/event"
 	"github.com/manhattan-go/manhattan/reconcile"
 	"github.com/manhattan-go/manhattan/store"
 )
@@ -94,7 +93,9 @@ func (w *worker) run(ctx context.Context, assigned int64) error {
 	w.log.Info("partition assigned", "start", start, "hw_c", marks.HWC, "hw_s", marks.HWS, "marks", marks.Found)
 
 	fctx, stopFetch := context.WithCancel(ctx)
-	batches := make(chan fetched, 4)
+	// Two fetches ahead keep the worker busy through a flush; each holds
+	// up to FetchMaxBytes of records plus their decoded events.
+	batches := make(chan fetched, 2)
 	var wg sync.WaitGroup
 	wg.Go(func() { _ = w.fetch.run(fctx, start, batches) })
 	defer wg.Wait()
@@ -180,21 +181,11 @@ func (w *worker) process(ctx context.Context, fb fetched) error {
 		w.hwm = fb.highWaterMark
 	}
 	if len(fb.msgs) > 0 {
-		evs := make([]event.Event, len(fb.msgs))
-		bad := make([]error, len(fb.msgs))
+		evs, bad := fb.evs, fb.bad
 		vids := make([]string, 0, len(fb.msgs))
-		for i, m := range fb.msgs {
-			ev, err := event.Decode(m.Value)
-			switch {
-			case err != nil:
-				bad[i] = err
-			case string(m.Key) != ev.VID:
-				// A visitor's records must share one partition, or two
-				// workers would hold diverging copies of its state.
-				bad[i] = fmt.Errorf("record key %q is not the visitor id %q", truncate(string(m.Key)), ev.VID)
-			default:
-				evs[i] = ev
-				vids = append(vids, ev.VID)
+		for i := range evs {
+			if bad == nil || bad[i] == nil {
+				vids = append(vids, evs[i].VID)
 			}
 		}
 		if err := w.load(ctx, w.cache.Missing(vids)); err != nil {
@@ -205,7 +196,7 @@ func (w *worker) process(ctx context.Context, fb fetched) error {
 				continue
 			}
 			counted := m.Offset >= w.hwc
-			if bad[i] != nil {
+			if bad != nil && bad[i] != nil {
 				// Below hw_c the dead letter was sent before the mark moved.
 				if counted {
 					w.dead = append(w.dead, deadLetter(m, bad[i].Error()))

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `make bench`: every benchmark of every package against the real services,
-# figures printed; services stopped afterwards (unless KEEP_SERVICES=1).
+# figures printed, then the HTTP load benchmark (scripts/bench-http.sh);
+# services stopped afterwards (unless KEEP_SERVICES=1).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -19,3 +20,6 @@ scripts/fetch-chdb.sh >/dev/null
 eval "$(scripts/services.sh env)"
 
 go test -p 1 -run '^$' -bench "${BENCH:-.}" -benchmem -timeout 30m "$@" ./...
+
+# The middleware under an HTTP load generator (wrk), with the services above.
+scripts/bench-http.sh
