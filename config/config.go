@@ -23,6 +23,7 @@ const (
 	DefaultCookieName    = "manhattan"
 	DefaultPixelPath     = "/vpixel.gif"
 	DefaultExampleListen = ":8000"
+	DefaultSplitSeeding  = "design"
 )
 
 // EnvPrefix prefixes the environment variable of every key: kafka.brokers is
@@ -79,6 +80,10 @@ type Producer struct {
 	PixelPath  string           `mapstructure:"pixel_path" yaml:"pixel_path"`
 	HostMap    map[string]int64 `mapstructure:"host_map" yaml:"host_map"`
 	SpoolDir   string           `mapstructure:"spool_dir" yaml:"spool_dir"`
+	// SplitSeeding is "design" (default) or "python2": seed splits as the
+	// original system did on Python 2 (hash of the str), for sites migrating
+	// from a Python 2 deployment. python2 refuses weighted splits.
+	SplitSeeding string `mapstructure:"split_seeding" yaml:"split_seeding"`
 }
 
 // Example is the example app.
@@ -103,9 +108,10 @@ func Default() *Config {
 		},
 		QueryAPI: QueryAPI{Listen: DefaultQueryListen},
 		Producer: Producer{
-			CookieName: DefaultCookieName,
-			PixelPath:  DefaultPixelPath,
-			HostMap:    map[string]int64{},
+			CookieName:   DefaultCookieName,
+			PixelPath:    DefaultPixelPath,
+			HostMap:      map[string]int64{},
+			SplitSeeding: DefaultSplitSeeding,
 		},
 		Example: Example{Listen: DefaultExampleListen},
 	}

@@ -35,6 +35,7 @@ var Keys = []string{
 	"producer.pixel_path",
 	"producer.host_map",
 	"producer.spool_dir",
+	"producer.split_seeding",
 	"example.listen",
 }
 
@@ -85,6 +86,7 @@ func Load(src Source) (*Config, error) {
 		"producer.pixel_path":     def.Producer.PixelPath,
 		"producer.host_map":       map[string]any{},
 		"producer.spool_dir":      "",
+		"producer.split_seeding":  def.Producer.SplitSeeding,
 		"example.listen":          def.Example.Listen,
 	}
 	for k, val := range src.Defaults {

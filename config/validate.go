@@ -103,6 +103,13 @@ func (c *Config) Validate(parts ...Part) error {
 		if !strings.HasPrefix(c.Producer.PixelPath, "/") {
 			bad("producer.pixel_path", "%q must start with /", c.Producer.PixelPath)
 		}
+		// Same values as producer.ParseSplitSeeding (config does not import
+		// producer).
+		switch c.Producer.SplitSeeding {
+		case "", "design", "python2":
+		default:
+			bad("producer.split_seeding", "%q is not a seeding (want design or python2)", c.Producer.SplitSeeding)
+		}
 		for host, site := range c.Producer.HostMap {
 			if host == "" {
 				bad("producer.host_map", "empty host name")

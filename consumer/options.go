@@ -41,9 +41,11 @@ type Options struct {
 	// Engine configures the reconciliation engine (rollups, complex goals).
 	Engine reconcile.Config
 
-	// A partition is flushed after FlushEvents records (default 50000) or
-	// when its oldest unflushed record has waited FlushInterval (default
-	// 1s), and always before the partition is given up.
+	// A partition is flushed after FlushEvents records (default 50000), or
+	// when it holds records and its last flush ended FlushInterval (default
+	// 1s) ago, and always before the partition is given up. So a record
+	// waits at most FlushInterval, one after a quiet spell not at all, and
+	// a partition writes at most about one flush per FlushInterval.
 	FlushEvents   int
 	FlushInterval time.Duration
 	// FetchMaxBytes caps one fetch of one partition (default 8 MiB); a

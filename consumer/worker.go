@@ -52,7 +52,7 @@ type worker struct {
 	records []store.Record
 	dead    []kafka.Message
 	pending int       // records processed since the last flush
-	since   time.Time // when the oldest unflushed record was processed
+	flushed time.Time // when the last flush ended (zero: none yet)
 	pend    *pendingFlush
 }
 
@@ -101,7 +101,8 @@ func (w *worker) run(ctx context.Context, assigned int64) error {
 	defer wg.Wait()
 	defer stopFetch()
 
-	tick := max(w.o.FlushInterval/5, 10*time.Millisecond)
+	// Fine-grained, so a due flush starts within ~5% of FlushInterval.
+	tick := max(w.o.FlushInterval/20, 10*time.Millisecond)
 	ticker := time.NewTicker(tick)
 	defer ticker.Stop()
 	for {
@@ -139,7 +140,11 @@ func (w *worker) due(now time.Time) bool {
 	if !w.unflushed() {
 		return false
 	}
-	return w.pending >= w.o.FlushEvents || now.Sub(w.since) >= w.o.FlushInterval
+	// Timed from the last flush, not from the oldest record: a record
+	// never waits longer than FlushInterval (records arrive after a flush
+	// ends), and one arriving after a quiet spell is flushed at once, while
+	// a partition still flushes at most once per FlushInterval.
+	return w.pending >= w.o.FlushEvents || now.Sub(w.flushed) >= w.o.FlushInterval
 }
 
 // unflushed reports whether there is something to flush: records processed
@@ -225,9 +230,6 @@ func (w *worker) process(ctx context.Context, fb fetched) error {
 				w.lastTS = ev.TS
 			}
 			w.pos = m.Offset + 1
-			if w.pending == 0 {
-				w.since = time.Now()
-			}
 			w.pending++
 			w.m.records.Inc()
 			w.prog.records.Add(1)
@@ -350,6 +352,7 @@ func (w *worker) flush(ctx context.Context) error {
 	w.mark, w.hws = b.To, b.To
 	w.pending = 0
 	w.pend = nil
+	w.flushed = time.Now()
 	w.m.flushSeconds.Observe(time.Since(p.start).Seconds())
 	w.m.flushRecords.Observe(float64(b.To - b.From))
 	if err := w.commit(b.To); err != nil {

@@ -1,6 +1,6 @@
 // Package exampleapp is the original quick start's hello app in Go: `/`
 // answers cake or pie by the split test "superior dessert preference", and
-// `/pie` records the goal "pie accomplished". Its pages are HTML, so the
+// `/pie` records the goal "pie accomplished"; any other path is a 404. Its pages are HTML, so the
 // middleware injects the tracking pixel that tells people from bots.
 package exampleapp
 
@@ -25,8 +25,9 @@ const (
 func Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /pie", pie)
-	mux.HandleFunc("GET /favicon.ico", http.NotFound)
-	mux.HandleFunc("GET /", dessert)
+	// Only "/" itself is the dessert page; anything else is a 404 (still
+	// seen by the middleware, like any request to the app).
+	mux.HandleFunc("GET /{$}", dessert)
 	return mux
 }
 

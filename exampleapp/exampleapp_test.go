@@ -120,6 +120,32 @@ func TestQuickStartFlow(t *testing.T) {
 	}
 }
 
+// TestUnknownPath: paths other than / and /pie are 404, not the dessert
+// page, and still pass through the middleware (a page view, no split).
+func TestUnknownPath(t *testing.T) {
+	rec := &recorder{}
+	mw, err := producer.New(producer.Options{Secret: "s3krit", Sink: rec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(mw.Handler(Handler()))
+	defer srv.Close()
+	for _, p := range []string{"/nope", "/pie/extra", "/favicon.ico"} {
+		resp, err := http.Get(srv.URL + p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNotFound || strings.Contains(string(b), "dessert") {
+			t.Errorf("GET %s: %s %q, want 404 without the dessert page", p, resp.Status, b)
+		}
+		if evs := rec.take(); types(evs) != "page" || evs[0].URL == "" {
+			t.Errorf("GET %s recorded %+v, want one page view", p, evs)
+		}
+	}
+}
+
 func TestDessert(t *testing.T) {
 	if Dessert("True") != "cake" || Dessert("False") != "pie" {
 		t.Fatal("True must be cake and False pie, as in the quick start")

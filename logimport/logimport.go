@@ -1,6 +1,7 @@
 // Package logimport reads the original Manhattan's TimeRotatingLog files, the
 // migration path into this pipeline: one file per hour named
-// PATH.<hour-epoch>, one record per line, tab-separated fields each escaped
+// PATH.<hour-epoch> (or PATH.<hour-epoch>.gz when gzip-compressed, as the
+// original's GZEventLog wrote), one record per line, tab-separated fields each escaped
 // with Python's unicode_escape, in the order
 //
 //	version, type, timestamp, vid, site_id, <fields of the type>
@@ -11,6 +12,7 @@ package logimport
 
 import (
 	"bufio"
+	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
@@ -18,6 +20,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -33,9 +36,11 @@ const LogVersion = "1"
 // MaxLineBytes bounds one line; a longer line is skipped as unparseable.
 const MaxLineBytes = 1 << 20
 
-// Files lists the log files of path, oldest first: path.<hour-epoch>, ordered
-// by the epoch. When there are none and path itself is a file, it is the one
-// file (a single log handed over on its own).
+// Files lists the log files of path, oldest first: path.<hour-epoch> and
+// path.<hour-epoch>.gz (gzip), ordered by the epoch. An hour present both
+// plain and compressed is an error: importing both would count it twice.
+// When there are none and path itself is a file, it is the one file (a
+// single log handed over on its own; gzip when its name ends in .gz).
 func Files(path string) ([]string, error) {
 	matches, err := filepath.Glob(globEscape(path) + ".[0-9]*")
 	if err != nil {
@@ -46,15 +51,20 @@ func Files(path string) ([]string, error) {
 		epoch int64
 	}
 	var files []file
+	seen := map[int64]string{}
 	for _, m := range matches {
-		suffix := strings.TrimPrefix(m, path+".")
+		suffix := strings.TrimSuffix(strings.TrimPrefix(m, path+"."), ".gz")
 		epoch, err := strconv.ParseInt(suffix, 10, 64)
 		if err != nil {
-			continue // e.g. PATH.123.gz or PATH.1.bak: not a log file
+			continue // e.g. PATH.1.bak: not a log file
 		}
 		if st, err := os.Stat(m); err != nil || !st.Mode().IsRegular() {
 			continue
 		}
+		if other, dup := seen[epoch]; dup {
+			return nil, fmt.Errorf("logimport: %s and %s hold the same hour: move one aside so it is not imported twice", other, m)
+		}
+		seen[epoch] = m
 		files = append(files, file{m, epoch})
 	}
 	sort.Slice(files, func(i, j int) bool { return files[i].epoch < files[j].epoch })
@@ -66,7 +76,7 @@ func Files(path string) ([]string, error) {
 		if st, err := os.Stat(path); err == nil && st.Mode().IsRegular() {
 			return []string{path}, nil
 		}
-		return nil, fmt.Errorf("logimport: no log files %s.<hour-epoch> (nor a file %s)", path, path)
+		return nil, fmt.Errorf("logimport: no log files %s.<hour-epoch>[.gz] (nor a file %s)", path, path)
 	}
 	return out, nil
 }
@@ -191,6 +201,14 @@ type Stats struct {
 	ByType  map[event.Type]int
 }
 
+// Pos is a line of a log file.
+type Pos struct {
+	File string
+	Line int // 1-based
+}
+
+func (p Pos) String() string { return fmt.Sprintf("%s:%d", p.File, p.Line) }
+
 // Skip describes a line that did not parse.
 type Skip struct {
 	File string
@@ -200,13 +218,27 @@ type Skip struct {
 
 func (s Skip) String() string { return fmt.Sprintf("%s:%d: %v", s.File, s.Line, s.Err) }
 
-// Read parses every file in order, handing each record to emit and each
-// unparseable line to skip (which may be nil). An error from emit stops the
-// read and is returned; skipped lines never stop it.
-func Read(ctx context.Context, files []string, emit func(event.Event) error, skip func(Skip)) (Stats, error) {
+// Read parses every file in order, handing each record and its line to emit
+// and each unparseable line to skip (which may be nil). An error from emit
+// stops the read and is returned; skipped lines never stop it.
+//
+// A non-zero from resumes an import: the files before from.File and its
+// lines before from.Line are passed over unread (and uncounted).
+func Read(ctx context.Context, files []string, from Pos, emit func(event.Event, Pos) error, skip func(Skip)) (Stats, error) {
 	st := Stats{ByType: map[event.Type]int{}}
-	for _, name := range files {
-		if err := readFile(ctx, name, &st, emit, skip); err != nil {
+	if from.File != "" {
+		i := slices.Index(files, from.File)
+		if i < 0 {
+			return st, fmt.Errorf("logimport: resume from %s: not one of the %d files to import", from, len(files))
+		}
+		files = files[i:]
+	}
+	for i, name := range files {
+		first := 1
+		if i == 0 && from.File != "" {
+			first = from.Line
+		}
+		if err := readFile(ctx, name, first, &st, emit, skip); err != nil {
 			return st, err
 		}
 		st.Files++
@@ -214,13 +246,22 @@ func Read(ctx context.Context, files []string, emit func(event.Event) error, ski
 	return st, nil
 }
 
-func readFile(ctx context.Context, name string, st *Stats, emit func(event.Event) error, skip func(Skip)) error {
+func readFile(ctx context.Context, name string, first int, st *Stats, emit func(event.Event, Pos) error, skip func(Skip)) error {
 	f, err := os.Open(name)
 	if err != nil {
 		return fmt.Errorf("logimport: %w", err)
 	}
 	defer f.Close()
-	r := bufio.NewReaderSize(f, 64<<10)
+	var in io.Reader = f
+	if strings.HasSuffix(name, ".gz") {
+		zr, err := gzip.NewReader(f)
+		if err != nil {
+			return fmt.Errorf("logimport: %s: not readable as gzip: %w", name, err)
+		}
+		defer zr.Close()
+		in = zr
+	}
+	r := bufio.NewReaderSize(in, 64<<10)
 	for lineNo := 1; ; lineNo++ {
 		if lineNo%1024 == 0 {
 			if err := ctx.Err(); err != nil {
@@ -232,9 +273,10 @@ func readFile(ctx context.Context, name string, st *Stats, emit func(event.Event
 			return nil
 		}
 		if err != nil && err != io.EOF {
+			// A truncated or corrupt .gz fails here, after its good lines.
 			return fmt.Errorf("logimport: read %s: %w", name, err)
 		}
-		if strings.TrimSpace(line) != "" || tooLong {
+		if lineNo >= first && (strings.TrimSpace(line) != "" || tooLong) {
 			st.Lines++
 			var ev event.Event
 			perr := errors.New("line longer than " + strconv.Itoa(MaxLineBytes) + " bytes")
@@ -247,7 +289,7 @@ func readFile(ctx context.Context, name string, st *Stats, emit func(event.Event
 					skip(Skip{File: name, Line: lineNo, Err: perr})
 				}
 			} else {
-				if err := emit(ev); err != nil {
+				if err := emit(ev, Pos{File: name, Line: lineNo}); err != nil {
 					return fmt.Errorf("logimport: %s:%d: %w", name, lineNo, err)
 				}
 				st.Records++

@@ -21,9 +21,9 @@ func TestFilesOldestFirst(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{fixture + ".999999999", fixture + ".1357002000", fixture + ".1357005600"}
+	want := []string{fixture + ".999999999", fixture + ".1357002000", fixture + ".1357005600", fixture + ".1357009200.gz"}
 	if !reflect.DeepEqual(files, want) {
-		t.Fatalf("Files = %v, want %v (numeric order, .gz ignored)", files, want)
+		t.Fatalf("Files = %v, want %v (numeric order, .gz included)", files, want)
 	}
 }
 
@@ -45,22 +45,28 @@ func TestReadFixture(t *testing.T) {
 	}
 	var got []event.Event
 	var skips []string
-	st, err := Read(context.Background(), files, func(ev event.Event) error {
+	var pos []string
+	st, err := Read(context.Background(), files, Pos{}, func(ev event.Event, p Pos) error {
 		got = append(got, ev)
+		pos = append(pos, p.String())
 		return nil
 	}, func(s Skip) { skips = append(skips, s.String()) })
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.Files != 3 || st.Lines != 18 || st.Records != 10 || st.Skipped != 8 {
-		t.Fatalf("stats = %+v, want 3 files, 18 lines, 10 records, 8 skipped", st)
+	if st.Files != 4 || st.Lines != 21 || st.Records != 12 || st.Skipped != 9 {
+		t.Fatalf("stats = %+v, want 4 files, 21 lines, 12 records, 9 skipped", st)
 	}
-	if st.ByType[event.TypePage] != 2 || st.ByType[event.TypePixel] != 2 || st.ByType[event.TypeGoal] != 4 || st.ByType[event.TypeSplit] != 2 {
+	if st.ByType[event.TypePage] != 2 || st.ByType[event.TypePixel] != 3 || st.ByType[event.TypeGoal] != 5 || st.ByType[event.TypeSplit] != 2 {
 		t.Fatalf("by type = %v", st.ByType)
+	}
+	if pos[1] != fixture+".1357002000:1" || pos[11] != fixture+".1357009200.gz:3" {
+		t.Errorf("positions = %q", pos)
 	}
 
 	f1 := fixture + ".1357002000:"
-	wantSkips := []string{f1 + "5:", f1 + "9:", f1 + "10:", f1 + "11:", f1 + "12:", f1 + "14:", f1 + "15:", f1 + "16:"}
+	wantSkips := []string{f1 + "5:", f1 + "9:", f1 + "10:", f1 + "11:", f1 + "12:", f1 + "14:", f1 + "15:", f1 + "16:",
+		fixture + ".1357009200.gz:2:"}
 	if len(skips) != len(wantSkips) {
 		t.Fatalf("skips = %q", skips)
 	}
@@ -83,6 +89,9 @@ func TestReadFixture(t *testing.T) {
 		{Type: event.TypePage, TS: 1357005600_000000, VID: "vid3", SiteID: 1, IP: "10.0.0.3", Method: "GET", URL: "/pie",
 			UserAgent: "curl/8.0", Referer: "http://ref.example/"},
 		{Type: event.TypeGoal, TS: 1357005601_999999, VID: "vid3", SiteID: 1, Name: "pie accomplished"},
+		// From the gzip-compressed hour.
+		{Type: event.TypePixel, TS: 1357009200_500000, VID: "vid4"},
+		{Type: event.TypeGoal, TS: 1357009201_000000, VID: "vid4", Name: "from gzip", Value: "3", ValueType: "S", ValueFormat: "N"},
 	}
 	if len(got) != len(want) {
 		t.Fatalf("got %d records, want %d: %+v", len(got), len(want), got)
@@ -97,7 +106,7 @@ func TestReadFixture(t *testing.T) {
 func TestReadStopsOnEmitError(t *testing.T) {
 	boom := errors.New("broker down")
 	n := 0
-	st, err := Read(context.Background(), []string{fixture + ".1357002000"}, func(event.Event) error {
+	st, err := Read(context.Background(), []string{fixture + ".1357002000"}, Pos{}, func(event.Event, Pos) error {
 		n++
 		if n == 2 {
 			return boom
@@ -119,12 +128,70 @@ func TestReadLongLine(t *testing.T) {
 		t.Fatal(err)
 	}
 	var skips []Skip
-	st, err := Read(context.Background(), []string{p}, func(event.Event) error { return nil }, func(s Skip) { skips = append(skips, s) })
+	st, err := Read(context.Background(), []string{p}, Pos{}, func(event.Event, Pos) error { return nil }, func(s Skip) { skips = append(skips, s) })
 	if err != nil {
 		t.Fatal(err)
 	}
 	if st.Records != 1 || st.Skipped != 1 || len(skips) != 1 || skips[0].Line != 1 {
 		t.Fatalf("stats %+v skips %v", st, skips)
+	}
+}
+
+// TestReadResume: a resumed read starts at the given line of the given file
+// and emits nothing before it.
+func TestReadResume(t *testing.T) {
+	files, err := Files(fixture)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var first Pos
+	n := 0
+	st, err := Read(context.Background(), files, Pos{File: fixture + ".1357002000", Line: 13}, func(_ event.Event, p Pos) error {
+		if n == 0 {
+			first = p
+		}
+		n++
+		return nil
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// One record of .1357002000 from line 13, then 2 + 2 more.
+	if first != (Pos{fixture + ".1357002000", 13}) || st.Records != 5 || st.Files != 3 {
+		t.Fatalf("first %v, stats %+v; want to start at line 13 with 5 records in 3 files", first, st)
+	}
+	if _, err := Read(context.Background(), files, Pos{File: "elsewhere.log.1", Line: 1}, func(event.Event, Pos) error { return nil }, nil); err == nil || !strings.Contains(err.Error(), "elsewhere.log.1:1") {
+		t.Fatalf("resume from a file not in the list: err = %v", err)
+	}
+}
+
+// TestGzip: a compressed hour is read like a plain one; a corrupt one stops
+// the read naming the file; an hour present both ways is refused.
+func TestGzip(t *testing.T) {
+	dir := t.TempDir()
+	base := filepath.Join(dir, "m.log")
+	if err := os.WriteFile(base+".100.gz", []byte("not gzip\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	files, err := Files(base)
+	if err != nil || len(files) != 1 {
+		t.Fatalf("Files = %v, %v", files, err)
+	}
+	_, err = Read(context.Background(), files, Pos{}, func(event.Event, Pos) error { return nil }, nil)
+	if err == nil || !strings.Contains(err.Error(), "m.log.100.gz") || !strings.Contains(err.Error(), "gzip") {
+		t.Fatalf("corrupt gzip: err = %v, want it to name the file and gzip", err)
+	}
+	if err := os.WriteFile(base+".100", []byte("1\tpixel\t100\tv\t0\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Files(base); err == nil || !strings.Contains(err.Error(), "same hour") {
+		t.Fatalf("plain and gzip copy of one hour: err = %v, want a refusal", err)
+	}
+	// A single .gz file handed over on its own.
+	one := fixture + ".1357009200.gz"
+	n := 0
+	if _, err := Read(context.Background(), []string{one}, Pos{}, func(event.Event, Pos) error { n++; return nil }, nil); err != nil || n != 2 {
+		t.Fatalf("single gzip file: %d records, %v; want 2", n, err)
 	}
 }
 

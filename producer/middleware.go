@@ -2,6 +2,7 @@ package producer
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -13,7 +14,8 @@ import (
 
 // Options configure the middleware. Config keys (cmd/manhattan):
 // producer.secret → Secret, producer.cookie_name → CookieName,
-// producer.pixel_path → PixelPath, producer.host_map → HostMap.
+// producer.pixel_path → PixelPath, producer.host_map → HostMap,
+// producer.split_seeding → SplitSeeding.
 type Options struct {
 	// Secret signs visitor cookies; required. Keep it across deploys (and
 	// equal to the original system's to keep its visitors).
@@ -38,6 +40,11 @@ type Options struct {
 	// site id; unknown hosts are site 0.
 	HostMap map[string]int64
 
+	// SplitSeeding is how Split seeds its draw: SeedDesign (default, "") or
+	// SeedPython2 to keep the populations a Python 2 deployment of the
+	// original system gave (50/50 and list splits only).
+	SplitSeeding SplitSeeding
+
 	// Now is the clock; default time.Now. Tests inject a fixed one.
 	Now func() time.Time
 	// Logger; default slog.Default().
@@ -55,6 +62,7 @@ type Middleware struct {
 	pixelTag   []byte
 	inject     bool
 	hostMap    map[string]int64
+	seeding    SplitSeeding
 	now        func() time.Time
 	log        *slog.Logger
 }
@@ -90,6 +98,11 @@ func New(opts Options) (*Middleware, error) {
 		return nil, errors.New("producer: Options.PixelPath (producer.pixel_path) must be a path starting with '/': " + strconv.Quote(m.pixelPath))
 	}
 	m.pixelTag = []byte(PixelTag(m.pixelPath))
+	seeding, err := ParseSplitSeeding(string(opts.SplitSeeding))
+	if err != nil {
+		return nil, fmt.Errorf("producer: Options.SplitSeeding (producer.split_seeding): %w", err)
+	}
+	m.seeding = seeding
 	if m.now == nil {
 		m.now = time.Now
 	}

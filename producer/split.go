@@ -12,11 +12,105 @@ import (
 // of the UTF-8 bytes of vid+test (init_by_array over its 32-bit words, least
 // significant first) and draws genrand_res53. Sites migrating from it keep
 // every visitor in the population it already saw.
+//
+// SeedPython2 is the other way to seed: what CPython 2.7 really did with a
+// str seed (see SplitSeeding).
 
 const (
 	mtN = 624
 	mtM = 397
 )
+
+// SplitSeeding chooses how a split turns (vid, test) into its random seed.
+// The zero value "" is SeedDesign.
+type SplitSeeding string
+
+const (
+	// SeedDesign seeds with the integer of the UTF-8 bytes of vid+test, as
+	// DESIGN.md specifies (what Python 3's random.Random(str) does). Default.
+	SeedDesign SplitSeeding = "design"
+	// SeedPython2 seeds as the original system did on CPython 2.7, 64-bit,
+	// hash randomization off (2.7's default): random.Random(s) with a str s
+	// seeds with hash(s) taken as an unsigned 64-bit integer. s is the UTF-8
+	// bytes of vid+test, i.e. a str test name; a non-ASCII unicode test name
+	// hashed differently in Python 2 and is not reproduced. Only 50/50 and
+	// list splits: weighted ones iterated a Python 2 dict, whose order
+	// depends on insertion order a Go map does not keep, so they are refused
+	// with ErrPython2Weighted.
+	SeedPython2 SplitSeeding = "python2"
+)
+
+// ErrPython2Weighted is returned by weighted splits under SeedPython2.
+var ErrPython2Weighted = errors.New("split: weighted populations cannot reproduce Python 2 (their order was Python 2 dict order, which depends on insertion order); use a list of populations or design seeding")
+
+// ParseSplitSeeding parses a config value: "design" (or "") or "python2".
+func ParseSplitSeeding(s string) (SplitSeeding, error) {
+	switch SplitSeeding(s) {
+	case "", SeedDesign:
+		return SeedDesign, nil
+	case SeedPython2:
+		return SeedPython2, nil
+	}
+	return "", fmt.Errorf("split seeding %q: want %q or %q", s, SeedDesign, SeedPython2)
+}
+
+// Assign is the package-level Assign with this seeding.
+func (s SplitSeeding) Assign(vid, test string, populations ...string) string {
+	var r float64
+	if s == SeedPython2 {
+		r = python2Random(vid, test)
+	} else {
+		r = splitRandom(vid, test)
+	}
+	return pick(r, populations)
+}
+
+// AssignWeighted is the package-level AssignWeighted with this seeding;
+// under SeedPython2 it always fails with ErrPython2Weighted.
+func (s SplitSeeding) AssignWeighted(vid, test string, weights map[string]float64) (string, error) {
+	if s == SeedPython2 {
+		return "", fmt.Errorf("split %q: %w", test, ErrPython2Weighted)
+	}
+	return AssignWeighted(vid, test, weights)
+}
+
+// python2Hash is CPython 2.7's hash of the str vid+test on a 64-bit build
+// with hash randomization off (prefix and suffix 0), as an unsigned integer.
+func python2Hash(vid, test string) uint64 {
+	n := len(vid) + len(test)
+	if n == 0 {
+		return 0
+	}
+	var first byte
+	if len(vid) > 0 {
+		first = vid[0]
+	} else {
+		first = test[0]
+	}
+	x := uint64(first) << 7
+	for i := 0; i < len(vid); i++ {
+		x = 1000003*x ^ uint64(vid[i])
+	}
+	for i := 0; i < len(test); i++ {
+		x = 1000003*x ^ uint64(test[i])
+	}
+	x ^= uint64(n)
+	if x == math.MaxUint64 { // -1 is reserved for errors in CPython
+		x = math.MaxUint64 - 1
+	}
+	return x
+}
+
+// python2Random is the first random() of Python 2's random.Random(vid+test):
+// the hash as unsigned long, split into 32-bit words for init_by_array.
+func python2Random(vid, test string) float64 {
+	h := python2Hash(vid, test)
+	key := [2]uint32{uint32(h), uint32(h >> 32)}
+	if key[1] == 0 {
+		return mtRandom(key[:1])
+	}
+	return mtRandom(key[:])
+}
 
 // splitRandom returns the first random() of random.Random(vid+test).
 func splitRandom(vid, test string) float64 {
@@ -40,7 +134,11 @@ func splitRandom(vid, test string) float64 {
 	if len(key) == 0 {
 		key = append(key, 0)
 	}
+	return mtRandom(key)
+}
 
+// mtRandom is genrand_res53 of MT19937 right after init_by_array(key).
+func mtRandom(key []uint32) float64 {
 	var mt [mtN]uint32
 	mt[0] = 19650218
 	for i := 1; i < mtN; i++ {
@@ -92,7 +190,11 @@ func splitRandom(vid, test string) float64 {
 // populations, uniformly. Deterministic: the same vid and test always give
 // the same answer.
 func Assign(vid, test string, populations ...string) string {
-	r := splitRandom(vid, test)
+	return pick(splitRandom(vid, test), populations)
+}
+
+// pick is Python's choice: (True, False) or populations at int(r*len).
+func pick(r float64, populations []string) string {
 	if len(populations) == 0 {
 		return [2]string{"True", "False"}[int(r*2)]
 	}

@@ -187,7 +187,7 @@ func (v *Visitor) Split(test string, populations ...string) string {
 	if v == nil {
 		return Assign("", test, populations...)
 	}
-	p := Assign(v.id, test, populations...)
+	p := v.m.seeding.Assign(v.id, test, populations...)
 	v.recordSplit(test, p)
 	return p
 }
@@ -196,8 +196,11 @@ func (v *Visitor) Split(test string, populations ...string) string {
 // about 70% of visitors to a. Weights ≤ 0 drop a population; an empty map or
 // no positive weight is an error (ErrNoPopulations) and records nothing.
 func (v *Visitor) SplitWeighted(test string, weights map[string]float64) (string, error) {
-	p, err := AssignWeighted(v.ID(), test, weights)
-	if err != nil || v == nil {
+	if v == nil {
+		return AssignWeighted("", test, weights)
+	}
+	p, err := v.m.seeding.AssignWeighted(v.id, test, weights)
+	if err != nil {
 		return p, err
 	}
 	v.recordSplit(test, p)

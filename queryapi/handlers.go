@@ -76,35 +76,40 @@ func (s *server) parallel(ctx context.Context, fns []func(context.Context) error
 }
 
 // countFilter reads site_id, rollup, bucket and (when withVariant) test and
-// population, which go together.
-func countFilter(p params, withVariant bool) (store.CounterQuery, error) {
-	var q store.CounterQuery
-	var err error
+// population, which go together. It also returns the rollup's kind ("" when
+// the configuration is unknown).
+func (s *server) countFilter(p params, withVariant bool) (q store.CounterQuery, kind string, err error) {
 	if q.Site, err = p.site(); err != nil {
-		return q, err
+		return q, "", err
 	}
 	if q.Rollup, err = p.str("rollup"); err != nil {
-		return q, err
+		return q, "", err
+	}
+	if kind, err = s.rollups.kind(q.Rollup); err != nil {
+		return q, "", err
 	}
 	if q.Bucket, err = p.str("bucket"); err != nil {
-		return q, err
+		return q, "", err
+	}
+	if err := checkBucket("bucket", q.Rollup, kind, q.Bucket); err != nil {
+		return q, "", err
 	}
 	if !withVariant {
-		return q, nil
+		return q, kind, nil
 	}
 	if q.Test, err = p.str("test"); err != nil {
-		return q, err
+		return q, "", err
 	}
 	if q.Population, err = p.str("population"); err != nil {
-		return q, err
+		return q, "", err
 	}
 	switch {
 	case q.Test != "" && q.Population == "":
-		return q, bad("population", "required with test")
+		return q, "", bad("population", "required with test")
 	case q.Test == "" && q.Population != "":
-		return q, bad("test", "required with population")
+		return q, "", bad("test", "required with population")
 	}
-	return q, nil
+	return q, kind, nil
 }
 
 func (s *server) goalMeta(ctx context.Context, name string) (reconcile.GoalMeta, error) {
@@ -176,7 +181,7 @@ func (s *server) goalCount(r *http.Request) (client.GoalCount, error) {
 	if err != nil {
 		return out, err
 	}
-	q, err := countFilter(p, true)
+	q, _, err := s.countFilter(p, true)
 	if err != nil {
 		return out, err
 	}
@@ -234,7 +239,7 @@ func (s *server) seriesOf(r *http.Request) (client.Series, error) {
 	if err != nil {
 		return out, err
 	}
-	q, err := countFilter(p, true)
+	q, kind, err := s.countFilter(p, true)
 	if err != nil {
 		return out, err
 	}
@@ -250,6 +255,12 @@ func (s *server) seriesOf(r *http.Request) (client.Series, error) {
 	}
 	to, err := p.str("to")
 	if err != nil {
+		return out, err
+	}
+	if err := checkBucket("from", q.Rollup, kind, from); err != nil {
+		return out, err
+	}
+	if err := checkBucket("to", q.Rollup, kind, to); err != nil {
 		return out, err
 	}
 	if from != "" && to != "" && from > to {
@@ -367,7 +378,7 @@ func (s *server) testDetail(r *http.Request) (client.TestDetail, error) {
 	if err != nil {
 		return out, err
 	}
-	q, err := countFilter(p, false)
+	q, _, err := s.countFilter(p, false)
 	if err != nil {
 		return out, err
 	}
@@ -401,7 +412,7 @@ func (s *server) resultsOf(r *http.Request) (client.Results, error) {
 	if err != nil {
 		return out, err
 	}
-	q, err := countFilter(p, false)
+	q, _, err := s.countFilter(p, false)
 	if err != nil {
 		return out, err
 	}

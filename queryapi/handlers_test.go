@@ -4,6 +4,7 @@ import (
 	"compress/gzip"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"math"
@@ -76,12 +77,21 @@ func world() *fakeStore {
 	return f
 }
 
+// worldRollups is world's rollup configuration (only "day" has counts).
+var worldRollups = []reconcile.Rollup{
+	{Name: "all", Kind: "all"}, {Name: "day", Kind: "day", Timezone: "UTC"}, {Name: "hour", Kind: "hour", Timezone: "UTC"},
+	{Name: "week", Kind: "week", Timezone: "UTC"}, {Name: "month", Kind: "month", Timezone: "UTC"}, {Name: "browsers", Kind: "browser"},
+}
+
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 func newTestServer(t *testing.T, f *fakeStore, o Options) (*httptest.Server, *client.Client) {
 	t.Helper()
 	if f != nil {
 		o.Store = f
+		if o.Rollups == nil {
+			o.Rollups = worldRollups
+		}
 	}
 	if o.Logger == nil {
 		o.Logger = quietLogger()
@@ -335,6 +345,29 @@ func TestErrors(t *testing.T) {
 		{"/v1/goals/signup/series?rollup=day&bucket=x", 400, "bucket"},
 		{"/v1/goals/signup/series?rollup=day&from=b&to=a", 400, "from"},
 		{"/v1/tests/cta?test=x", 400, "test"},
+		// Typos in filters: 400 naming the parameter, not a silent zero.
+		{"/v1/goals/viewed%20page?rollup=nope", 400, "rollup"},
+		{"/v1/goals/signup/series?rollup=nope", 400, `"nope" is not a configured rollup`},
+		{"/v1/tests/cta?rollup=nope", 400, "rollup"},
+		{"/v1/tests/cta/results?goals=signup&rollup=dya", 400, "rollup"},
+		{"/v1/goals/signup?rollup=day&bucket=2025-12-1", 400, "bucket"},
+		{"/v1/goals/signup?rollup=day&bucket=2025-13-01", 400, "bucket"},
+		{"/v1/goals/signup?rollup=hour&bucket=2025-12-01", 400, "bucket"},
+		{"/v1/goals/signup?rollup=hour&bucket=2025-12-01T1", 400, "bucket"},
+		{"/v1/goals/signup?rollup=week&bucket=2025-12-01", 400, "Sunday"},
+		{"/v1/goals/signup?rollup=month&bucket=2025-12-01", 400, "bucket"},
+		{"/v1/goals/signup?bucket=2025-12-01", 400, "bucket"},
+		{"/v1/goals/signup?rollup=all&bucket=x", 400, "bucket"},
+		{"/v1/goals/signup/series?rollup=day&from=abc", 400, "from"},
+		{"/v1/goals/signup/series?rollup=day&to=abc", 400, "to"},
+		{"/v1/goals/signup/series?rollup=day&from=10&to=5", 400, "from"},
+		{"/v1/goals/signup/series?rollup=day&from=2025-12-02&to=2025-12-01", 400, "after"},
+		{"/v1/goals/signup/series?rollup=month&from=2025-12-01", 400, "from"},
+		{"/v1/goals/signup/series?rollup=all&from=2025-12", 400, "from"},
+		// The list endpoints take no parameters, and say so.
+		{"/v1/goals?site_id=1", 400, "site_id: unknown parameter: this endpoint takes no parameters"},
+		{"/v1/tests?site_id=1", 400, "this endpoint takes no parameters"},
+		{"/v1/goals/signup?nope=1", 400, "allowed: bucket, population, rollup, site_id, test"},
 	}
 	for _, tc := range cases {
 		code, m, _ := get(t, srv.URL+tc.path)
@@ -375,11 +408,84 @@ func TestErrors(t *testing.T) {
 	}
 }
 
+// TestRollupFilters: well-formed filters answer 200, also when the
+// population has no data (a legitimate zero), and without configured rollups
+// any rollup name passes to the store.
+func TestRollupFilters(t *testing.T) {
+	ctx := context.Background()
+	_, c := newTestServer(t, world(), Options{})
+	for _, f := range []client.Filter{
+		{}, {Rollup: "all"}, {Rollup: "day", Bucket: "2025-12-01"}, {Rollup: "hour", Bucket: "2025-12-01T05"},
+		{Rollup: "week", Bucket: "2025-11-30"}, {Rollup: "month", Bucket: "2025-12"}, {Rollup: "browsers", Bucket: "Firefox 140 / ☃"},
+		{Rollup: "day", Bucket: "2025-12-01", Test: "cta", Population: "nobody"},
+	} {
+		g, err := c.Goal(ctx, "signup", f)
+		if err != nil {
+			t.Errorf("goal with %+v: %v", f, err)
+		} else if f.Rollup != "" && f.Rollup != "all" && g.Count != 0 {
+			t.Errorf("goal with %+v = %d, want 0", f, g.Count)
+		}
+	}
+	for _, o := range []client.SeriesOptions{
+		{Filter: client.Filter{Rollup: "day"}, From: "2025-12-01", To: "2025-12-01"},
+		{Filter: client.Filter{Rollup: "hour"}, From: "2025-12-01T00", To: "2025-12-01T23"},
+		{Filter: client.Filter{Rollup: "week"}, From: "2025-11-30"},
+		{Filter: client.Filter{Rollup: "month"}, To: "2025-12"},
+		{Filter: client.Filter{Rollup: "browsers"}, From: "A", To: "Z"},
+		{Filter: client.Filter{Rollup: "all"}},
+	} {
+		if _, err := c.Series(ctx, "per visit", o); err != nil {
+			t.Errorf("series %+v: %v", o, err)
+		}
+	}
+	s, err := c.Series(ctx, "per visit", client.SeriesOptions{Filter: client.Filter{Rollup: "day"}, From: "2025-12-01", To: "2025-12-01"})
+	if err != nil || len(s.Points) != 1 {
+		t.Errorf("day series = %+v, %v; want one point", s, err)
+	}
+
+	// Without "all" configured, an omitted rollup is refused too.
+	srv, _ := newTestServer(t, world(), Options{Rollups: []reconcile.Rollup{{Name: "day", Kind: "day", Timezone: "UTC"}}})
+	if code, m, _ := get(t, srv.URL+"/v1/goals/signup"); code != 400 || !strings.Contains(fmt.Sprint(m["error"]), `"all"`) {
+		t.Errorf("no all rollup: %d %v", code, m)
+	}
+
+	// Configuration unknown: names and buckets go to the store unchecked.
+	h, err := New(Options{Store: world(), Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	usrv := httptest.NewServer(h)
+	defer usrv.Close()
+	for p, want := range map[string]int{
+		"/v1/goals/signup?rollup=anything&bucket=x":                        200,
+		"/v1/goals/signup/series?rollup=anything&from=abc":                 200,
+		"/v1/goals/signup/series?rollup=day&from=2025-12-02&to=2025-12-01": 400,
+	} {
+		if code, m, _ := get(t, usrv.URL+p); code != want {
+			t.Errorf("unconfigured %s = %d %v, want %d", p, code, m, want)
+		}
+	}
+
+	if _, err := New(Options{Store: world(), Rollups: []reconcile.Rollup{{Name: "y", Kind: "year"}}}); err == nil || !strings.Contains(err.Error(), "year") {
+		t.Errorf("unknown kind: %v", err)
+	}
+	if _, err := New(Options{Store: world(), Rollups: []reconcile.Rollup{{Name: "d", Kind: "day"}, {Name: "d", Kind: "day"}}}); err == nil {
+		t.Error("duplicate rollup accepted")
+	}
+}
+
 func TestBearerToken(t *testing.T) {
 	srv, c := newTestServer(t, world(), Options{Token: "s3cret"})
-	for _, h := range [][]string{nil, {"Authorization", "Bearer wrong"}, {"Authorization", "s3cret"}, {"Authorization", "Bearer s3cret2"}} {
+	for _, h := range [][]string{nil, {"Authorization", "Bearer wrong"}, {"Authorization", "s3cret"}, {"Authorization", "Bearer s3cret2"},
+		{"Authorization", "Basic s3cret"}, {"Authorization", "Bearers3cret"}, {"Authorization", "Bearer"}} {
 		if code, m, _ := get(t, srv.URL+"/v1/goals", h...); code != 401 || m["error"] == nil {
 			t.Errorf("auth %v = %d", h, code)
+		}
+	}
+	// The scheme is case-insensitive (RFC 7235), and may be followed by more than one space.
+	for _, v := range []string{"Bearer s3cret", "bearer s3cret", "BEARER s3cret", "Bearer  s3cret"} {
+		if code, _, _ := get(t, srv.URL+"/v1/goals", "Authorization", v); code != 200 {
+			t.Errorf("auth %q = %d, want 200", v, code)
 		}
 	}
 	if _, err := c.Goals(context.Background()); err != nil {

@@ -129,7 +129,7 @@ func cors(origins []string) func(http.Handler) http.Handler {
 }
 
 // bearer requires "Authorization: Bearer <token>" when token is set,
-// compared in constant time.
+// compared in constant time. The scheme is case-insensitive (RFC 7235).
 func bearer(token string) func(http.Handler) http.Handler {
 	want := []byte(token)
 	return func(next http.Handler) http.Handler {
@@ -137,8 +137,9 @@ func bearer(token string) func(http.Handler) http.Handler {
 			return next
 		}
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-			if !ok || subtle.ConstantTimeCompare([]byte(got), want) != 1 {
+			scheme, got, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+			got = strings.TrimLeft(got, " ")
+			if !strings.EqualFold(scheme, "Bearer") || subtle.ConstantTimeCompare([]byte(got), want) != 1 {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="manhattan"`)
 				writeError(w, http.StatusUnauthorized, "missing or wrong bearer token")
 				return

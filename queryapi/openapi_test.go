@@ -150,11 +150,12 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 
 	srv, _ := newTestServer(t, f, Options{Token: "tok"})
 	examples := map[string]string{"goal": "per visit", "test": "cta", "rollup": "day"}
+	badFilter := map[string]string{"rollup": "rollup=nope", "bucket": "bucket=2025-12-1", "from": "from=abc", "to": "to=2025-12-01T05"}
 	rawQuery := map[string]string{"rollup": "day", "goals": "signup,purchase,per+visit"} // already escaped
 	tried := 0
 	for p, ops := range d.Paths {
 		for m, op := range ops {
-			var pathParams, query []string
+			var pathParams, query, optional []string
 			for _, prm := range op.Parameters {
 				if prm.Ref != "" {
 					prm = d.Components.Parameters[strings.TrimPrefix(prm.Ref, "#/components/parameters/")]
@@ -167,6 +168,8 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 					pathParams = append(pathParams, prm.Name)
 				case prm.Required:
 					query = append(query, prm.Name+"="+rawQuery[prm.Name])
+				default:
+					optional = append(optional, prm.Name)
 				}
 			}
 			build := func(name string, q []string) string {
@@ -188,6 +191,36 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 			calls["404"] = func() string { return build("no such name", query) }
 			calls["401"] = func() string { return build("", query) }
 			calls["503"] = func() string { f.setDown(true); return build("", query) }
+			// Each documented rollup filter, given a malformed value, is a
+			// documented 400 naming it.
+			for _, name := range append(optional, query...) {
+				badq, ok := badFilter[name]
+				if !ok {
+					continue
+				}
+				resp, ok := op.Responses["400"]
+				if !ok {
+					t.Errorf("%s %s: takes %s but documents no 400", m, p, name)
+					continue
+				}
+				q := []string{badq}
+				if name != "rollup" {
+					q = append(q, "rollup=day")
+				}
+				for _, rq := range query {
+					if !strings.HasPrefix(rq, "rollup=") {
+						q = append(q, rq)
+					}
+				}
+				code, body, _ := get(t, build("", q), "Authorization", "bearer tok")
+				tried++
+				if code != 400 || !strings.Contains(fmt.Sprint(body["error"]), name) {
+					t.Errorf("%s %s with %s: %d %v, want 400 naming %s", m, p, badq, code, body, name)
+				}
+				if err := d.validate(resp.Content["application/json"].Schema, body, "body"); err != nil {
+					t.Errorf("%s %s with %s: %v", m, p, badq, err)
+				}
+			}
 			for code, resp := range op.Responses {
 				mk, ok := calls[code]
 				if !ok {

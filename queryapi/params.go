@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -55,8 +55,11 @@ func parseParams(r *http.Request, allowed ...string) (params, error) {
 			return p, bad("query", "bad escape in %q", k)
 		}
 		if !contains(allowed, key) {
-			sort.Strings(allowed)
-			return p, bad(key, "unknown parameter (allowed: %s)", strings.Join(allowed, ", "))
+			if len(allowed) == 0 {
+				return p, bad(key, "unknown parameter: this endpoint takes no parameters")
+			}
+			sorted := slices.Sorted(slices.Values(allowed))
+			return p, bad(key, "unknown parameter (allowed: %s)", strings.Join(sorted, ", "))
 		}
 		p.raw[key] = append(p.raw[key], v)
 	}

@@ -50,6 +50,13 @@ type Options struct {
 	// type, populations); 0 means 10 s, negative disables the cache.
 	// /v1/tests and /v1/tests/{test} always read fresh metadata.
 	MetaTTL time.Duration
+	// Rollups are the consumer's configured rollups (config consumer.rollups).
+	// With them a rollup name not configured, or a bucket, from or to not in
+	// its kind's format, answers 400 instead of a silent empty result, and an
+	// omitted rollup (meaning "all") needs a rollup named "all". Empty means
+	// the configuration is unknown: any rollup name and bucket is passed to
+	// the store as before (only from > to is refused).
+	Rollups []reconcile.Rollup
 }
 
 type server struct {
@@ -58,6 +65,7 @@ type server struct {
 	timeout time.Duration
 	par     int
 	metrics *metrics
+	rollups rollups
 	goalsC  *metaCache[reconcile.GoalMeta]
 	testsC  *metaCache[reconcile.TestMeta]
 }
@@ -67,7 +75,11 @@ func New(o Options) (http.Handler, error) {
 	if o.Store == nil {
 		return nil, errors.New("queryapi: Options.Store is required")
 	}
-	s := &server{st: o.Store, log: o.Logger, timeout: o.Timeout, par: o.Concurrency}
+	rs, err := newRollups(o.Rollups)
+	if err != nil {
+		return nil, err
+	}
+	s := &server{st: o.Store, log: o.Logger, timeout: o.Timeout, par: o.Concurrency, rollups: rs}
 	if s.log == nil {
 		s.log = slog.Default()
 	}

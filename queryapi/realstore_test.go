@@ -246,7 +246,7 @@ func TestRealStores(t *testing.T) {
 			cfg := reconcile.Config{Rollups: c.Config.Rollups, ComplexGoals: c.Config.ComplexGoals}
 			flushEvents(t, st, cfg, 0, smallEvents(t, c))
 			flushEvents(t, st, reconcile.Config{}, 1, weirdEvents(len(weirdNames)))
-			srv, cl := newTestServer(t, nil, Options{Store: st})
+			srv, cl := newTestServer(t, nil, Options{Store: st, Rollups: c.Config.Rollups})
 			ctx := context.Background()
 
 			t.Run("reconcile_small", func(t *testing.T) { checkSmall(t, cl, c) })
@@ -339,7 +339,7 @@ func TestRealStores(t *testing.T) {
 				if err := st2.Close(); err != nil {
 					t.Fatal(err)
 				}
-				srv2, _ := newTestServer(t, nil, Options{Store: st2})
+				srv2, _ := newTestServer(t, nil, Options{Store: st2, Rollups: c.Config.Rollups})
 				for _, p := range []string{"/readyz", "/v1/goals", "/v1/goals/signup", "/v1/tests", "/v1/tests/cta", "/v1/tests/cta/results?goals=signup", "/v1/goals/signup/series?rollup=la_day"} {
 					if code, m, _ := get(t, srv2.URL+p); code != 503 || m["error"] == nil {
 						t.Errorf("closed store %s = %d %v", p, code, m)

@@ -65,12 +65,31 @@ API: visitors, conversions, rate and the chance to beat the control.`,
 	f.DurationVar(&o.Timeout, "timeout", o.Timeout, "how long to wait for the consumer to catch up")
 	f.BoolVar(&o.KeepData, "keep-data", false, "keep the temporary data directory")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		if o.Visitors <= 0 || o.Bots < 0 || o.Workers <= 0 || o.CakeRate < 0 || o.CakeRate > 1 || o.PieRate < 0 || o.PieRate > 1 {
-			return errors.New("demo: --visitors and --workers must be positive, --bots not negative, rates within 0..1")
+		if err := o.validate(); err != nil {
+			return err
 		}
 		return a.runDemo(cmd.Context(), cmd.OutOrStdout(), o)
 	}
 	return cmd
+}
+
+// validate names the flag that is out of range.
+func (o demoOptions) validate() error {
+	switch {
+	case o.Visitors <= 0:
+		return fmt.Errorf("--visitors: must be at least 1, got %d", o.Visitors)
+	case o.Bots < 0:
+		return fmt.Errorf("--bots: must not be negative, got %d", o.Bots)
+	case !(o.CakeRate >= 0 && o.CakeRate <= 1): // also refuses NaN
+		return fmt.Errorf("--cake-rate: must be a probability within 0..1, got %v", o.CakeRate)
+	case !(o.PieRate >= 0 && o.PieRate <= 1):
+		return fmt.Errorf("--pie-rate: must be a probability within 0..1, got %v", o.PieRate)
+	case o.Workers <= 0:
+		return fmt.Errorf("--workers: must be at least 1, got %d", o.Workers)
+	case o.Timeout <= 0:
+		return fmt.Errorf("--timeout: must be positive (how long to wait for the consumer), got %s", o.Timeout)
+	}
+	return nil
 }
 
 // demoTally is what the simulation did, per population.

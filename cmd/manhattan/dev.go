@@ -174,7 +174,7 @@ func runDev(ctx context.Context, cfg *config.Config, o devOptions, log *slog.Log
 		apiLn.Close()
 		return fmt.Errorf("example.listen: %w", err)
 	}
-	api, err := queryapi.New(queryapi.Options{Store: st, Logger: o.ConsumerLog, Registerer: reg, Gatherer: reg})
+	api, err := queryapi.New(queryapi.Options{Store: st, Logger: o.ConsumerLog, Registerer: reg, Gatherer: reg, Rollups: cfg.Engine().Rollups})
 	if err != nil {
 		apiLn.Close()
 		appLn.Close()

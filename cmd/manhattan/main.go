@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -23,8 +24,23 @@ import (
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	// The first signal starts a graceful stop and restores the default
+	// handling, so a stop that hangs (a slow query, an unreachable broker)
+	// ends at a second Ctrl-C instead of the signal being swallowed.
+	go func() {
+		select {
+		case sig := <-sigs:
+			signal.Stop(sigs)
+			slog.Info("stopping; press Ctrl-C again to quit at once", "signal", sig.String())
+			cancel()
+		case <-ctx.Done():
+			signal.Stop(sigs)
+		}
+	}()
 	if err := newRoot().ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "manhattan:", err)
 		os.Exit(1)
@@ -83,7 +99,7 @@ func newRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
-			return a.setupLogging()
+			return a.setupLogging(cmd.ErrOrStderr())
 		},
 	}
 	pf := root.PersistentFlags()
@@ -102,7 +118,7 @@ func newRoot() *cobra.Command {
 	return root
 }
 
-func (a *app) setupLogging() error {
+func (a *app) setupLogging(w io.Writer) error {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(a.logLevel)); err != nil {
 		return fmt.Errorf("--log-level: %q is not debug, info, warn or error", a.logLevel)
@@ -110,9 +126,9 @@ func (a *app) setupLogging() error {
 	opts := &slog.HandlerOptions{Level: level}
 	switch strings.ToLower(a.logFormat) {
 	case "text":
-		a.log = slog.New(slog.NewTextHandler(os.Stderr, opts))
+		a.log = slog.New(slog.NewTextHandler(w, opts))
 	case "json":
-		a.log = slog.New(slog.NewJSONHandler(os.Stderr, opts))
+		a.log = slog.New(slog.NewJSONHandler(w, opts))
 	default:
 		return fmt.Errorf("--log-format: %q is not text or json", a.logFormat)
 	}

@@ -25,13 +25,30 @@ import (
 // run executes the binary's root command in-process.
 func run(ctx context.Context, t *testing.T, args ...string) (stdout string, err error) {
 	t.Helper()
-	var out bytes.Buffer
+	var out lockedBuffer // logs go here too, from any goroutine
 	root := newRoot()
 	root.SetOut(&out)
 	root.SetErr(&out)
 	root.SetArgs(args)
 	err = root.ExecuteContext(ctx)
 	return out.String(), err
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 func TestHelp(t *testing.T) {
@@ -110,14 +127,57 @@ func TestImportDryRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{
-		"importing 3 file(s)",
-		"3 file(s), 18 line(s): 10 record(s) parsed (dry run, nothing produced) (page 2, pixel 2, goal 4, split 2), 8 skipped",
+		"importing 4 file(s)",
+		"4 file(s), 21 line(s): 12 record(s) parsed (dry run, nothing produced) (page 2, pixel 3, goal 5, split 2), 9 skipped",
+		"manhattan.log.1357009200.gz:2: version", // gzip hours are read
 		"skip ../../logimport/testdata/manhattan.log.1357002000:5: version \"garbage\"",
 		"manhattan.log.1357002000:9: event: unknown type \"click\"",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+// TestImportStopsAndResumes: with Kafka unreachable nothing is reported as
+// produced and the error names where to resume; resuming there against the
+// real broker produces exactly the rest.
+func TestImportStopsAndResumes(t *testing.T) {
+	const log = "../../logimport/testdata/manhattan.log"
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	out, err := run(ctx, t, "import", "--format", "manhattan-log", "--brokers", "127.0.0.1:1", "--topic", "t", log)
+	if err == nil {
+		t.Fatalf("import to a dead broker succeeded:\n%s", out)
+	}
+	if !strings.Contains(out, "0 record(s) produced (acknowledged by Kafka) before the import stopped") || strings.Contains(out, "12 record(s) produced") {
+		t.Errorf("output claims records were produced:\n%s", out)
+	}
+	if want := "--resume-from " + log + ".999999999:1"; !strings.Contains(err.Error(), want) {
+		t.Errorf("err = %v, want it to say %q", err, want)
+	}
+
+	brokers := testenv.KafkaBrokers(t)
+	topic := consumertest.Name("import")
+	consumertest.CreateTopic(t, brokers, topic, 1)
+	out, err = run(ctx, t, "import", "--format", "manhattan-log", "--brokers", strings.Join(brokers, ","), "--topic", topic,
+		"--batch", "3", "--resume-from", log+".1357005600:2", log)
+	if err != nil {
+		t.Fatalf("resumed import: %v\n%s", err, out)
+	}
+	// From line 2 of .1357005600: its goal, then the gzip hour's 2 records.
+	if !strings.Contains(out, "2 file(s), 4 line(s): 3 record(s) produced") {
+		t.Errorf("resumed import output:\n%s", out)
+	}
+	var n int64
+	for _, end := range consumertest.Ends(t, brokers, topic) {
+		n += end
+	}
+	if n != 3 {
+		t.Fatalf("topic holds %d records, want the 3 from the resume point on", n)
+	}
+	if _, err := run(ctx, t, "import", "--format", "manhattan-log", "--dry-run", "--resume-from", "nowhere", log); err == nil || !strings.Contains(err.Error(), "--resume-from") {
+		t.Errorf("bad --resume-from: err = %v", err)
 	}
 }
 
@@ -215,7 +275,7 @@ consumer:
 	if err != nil {
 		t.Fatalf("import: %v\n%s", err, out)
 	}
-	if !strings.Contains(out, "10 record(s) produced") {
+	if !strings.Contains(out, "12 record(s) produced") {
 		t.Fatalf("import output:\n%s", out)
 	}
 
@@ -357,6 +417,89 @@ func TestDemo(t *testing.T) {
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("demo output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+// TestMigrateSaysWhat: migrate names the database and what it applied, and
+// says when there was nothing to apply.
+func TestMigrateSaysWhat(t *testing.T) {
+	u, err := url.Parse(testenv.ClickHouseURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := consumertest.Name("migrate")
+	u.Path = "/" + db
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out, err := run(ctx, t, "migrate", "--clickhouse-url", u.String())
+	if err != nil {
+		t.Fatalf("migrate: %v\n%s", err, out)
+	}
+	if want := fmt.Sprintf("database %q at %s: applied 001_init (schema version 0 → 1)", db, u.String()); !strings.Contains(out, want) {
+		t.Errorf("first migrate said:\n%s\nwant %q", out, want)
+	}
+	out, err = run(ctx, t, "migrate", "--clickhouse-url", u.String())
+	if err != nil || !strings.Contains(out, "schema already at version 1, nothing to apply") {
+		t.Errorf("second migrate: %v\n%s", err, out)
+	}
+	for raw, want := range map[string]string{
+		"clickhouse://127.0.0.1:9000/":          "manhattan",
+		"clickhouse://127.0.0.1:9000":           "manhattan",
+		"clickhouse://u:p@127.0.0.1:9000/stats": "stats",
+		"tcp://127.0.0.1:9000/stats":            "stats",
+		"chdb:///tmp/x?database=d":              "d",
+		"chdb:///tmp/x":                         "manhattan",
+	} {
+		if got := databaseOf(raw); got != want {
+			t.Errorf("databaseOf(%s) = %q, want %q", raw, got, want)
+		}
+	}
+}
+
+// TestServersBindBeforeLogging: a taken port fails naming the key, before
+// anything claims to be listening.
+func TestServersBindBeforeLogging(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	taken := ln.Addr().String()
+	u, err := url.Parse(testenv.ClickHouseURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Path = "/" + consumertest.Name("bind")
+	t.Setenv("MANHATTAN_PRODUCER_SECRET", "bind-test-secret")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for _, tc := range []struct {
+		args []string
+		key  string
+	}{
+		{[]string{"queryapi", "--clickhouse-url", u.String(), "--listen", taken}, "queryapi.listen"},
+		{[]string{"example-app", "--brokers", "127.0.0.1:1", "--listen", taken}, "example.listen"},
+	} {
+		out, err := run(ctx, t, tc.args...)
+		if err == nil || !strings.Contains(err.Error(), tc.key) || !strings.Contains(err.Error(), "address already in use") {
+			t.Errorf("%v: err = %v, want %s: address already in use", tc.args, err, tc.key)
+		}
+		if strings.Contains(out, "listening") {
+			t.Errorf("%v logged listening although the bind failed:\n%s", tc.args, out)
+		}
+	}
+}
+
+// TestDemoFlags: each out-of-range demo flag is refused by name.
+func TestDemoFlags(t *testing.T) {
+	for _, tc := range []struct{ flag, value string }{
+		{"--visitors", "0"}, {"--bots", "-1"}, {"--cake-rate", "1.5"}, {"--pie-rate", "2"},
+		{"--pie-rate", "NaN"}, {"--workers", "0"}, {"--timeout", "0s"}, {"--timeout", "-1s"},
+	} {
+		_, err := run(context.Background(), t, "demo", tc.flag, tc.value)
+		if err == nil || !strings.HasPrefix(err.Error(), tc.flag+":") {
+			t.Errorf("demo %s %s: err = %v, want it to name %s", tc.flag, tc.value, err, tc.flag)
 		}
 	}
 }

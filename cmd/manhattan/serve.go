@@ -3,13 +3,19 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
+	"net/url"
+	"strings"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
 
 	"github.com/spf13/cobra"
 
 	"github.com/manhattan-go/manhattan/config"
 	"github.com/manhattan-go/manhattan/consumer"
 	"github.com/manhattan-go/manhattan/queryapi"
+	"github.com/manhattan-go/manhattan/schema"
 	"github.com/manhattan-go/manhattan/store"
 )
 
@@ -101,12 +107,17 @@ The schema is migrated at start.`,
 			return err
 		}
 		defer st.Close()
-		h, err := queryapi.New(queryapi.Options{Store: st, Logger: a.log, Token: cfg.QueryAPI.Token, CORSOrigins: cfg.QueryAPI.CORSOrigins})
+		h, err := queryapi.New(queryapi.Options{Store: st, Logger: a.log, Token: cfg.QueryAPI.Token, CORSOrigins: cfg.QueryAPI.CORSOrigins, Rollups: cfg.Engine().Rollups})
 		if err != nil {
 			return err
 		}
-		a.log.Info("query API listening", "addr", cfg.QueryAPI.Listen)
-		return done(ctx, queryapi.Serve(ctx, cfg.QueryAPI.Listen, h))
+		// Bind before saying so: a taken port fails here, not after the log.
+		ln, err := listen(ctx, cfg.QueryAPI.Listen)
+		if err != nil {
+			return fmt.Errorf("queryapi.listen: %w", err)
+		}
+		a.log.Info("query API listening", "url", "http://"+displayAddr(ln.Addr()))
+		return done(ctx, queryapi.ServeListener(ctx, ln, h))
 	}
 	return cmd
 }
@@ -116,8 +127,10 @@ func (a *app) migrateCmd() *cobra.Command {
 		Use:   "migrate",
 		Short: "Create or upgrade the ClickHouse tables (idempotent)",
 		Long: `Create the database and tables (events, counters, visitor_state, goals,
-tests) or bring them up to the current schema version. Safe to run any number
-of times; consumer and queryapi also run it at start.`,
+tests) or bring them up to the current schema version, then print the
+database used (` + store.DefaultDatabase + ` when the URL names none) and the
+migrations applied. Safe to run any number of times; consumer and queryapi
+also run it at start.`,
 		Example: `  manhattan migrate --clickhouse-url clickhouse://localhost:9000/manhattan`,
 		Args:    cobra.NoArgs,
 	}
@@ -127,15 +140,67 @@ of times; consumer and queryapi also run it at start.`,
 		if err != nil {
 			return err
 		}
-		st, err := openStore(cmd.Context(), cfg.ClickHouse.URL, a.log)
-		if err != nil {
-			return err
-		}
-		defer st.Close()
-		fmt.Fprintf(cmd.OutOrStdout(), "schema up to date at %s\n", redact(cfg.ClickHouse.URL))
-		return nil
+		return migrate(cmd.Context(), cmd.OutOrStdout(), cfg.ClickHouse.URL)
 	}
 	return cmd
+}
+
+// migrate brings the schema up to date and says what it applied, where.
+func migrate(ctx context.Context, out io.Writer, url string) error {
+	st, err := store.Open(ctx, url)
+	if err != nil {
+		return fmt.Errorf("clickhouse.url %s: %w", redact(url), err)
+	}
+	defer st.Close()
+	versioned, _ := st.(interface {
+		SchemaVersion(context.Context) (int, error)
+	})
+	before := 0
+	if versioned != nil {
+		// Fails on a new database (no schema_version yet): version 0.
+		before, _ = versioned.SchemaVersion(ctx)
+	}
+	if err := st.Migrate(ctx); err != nil {
+		return fmt.Errorf("migrate %s: %w", redact(url), err)
+	}
+	ms, err := schema.Migrations()
+	if err != nil {
+		return err
+	}
+	var applied []string
+	latest := 0
+	for _, m := range ms {
+		latest = max(latest, m.Version)
+		if m.Version > before {
+			applied = append(applied, fmt.Sprintf("%03d_%s", m.Version, m.Name))
+		}
+	}
+	where := fmt.Sprintf("database %q at %s", databaseOf(url), redact(url))
+	if len(applied) == 0 {
+		fmt.Fprintf(out, "%s: schema already at version %d, nothing to apply\n", where, latest)
+		return nil
+	}
+	fmt.Fprintf(out, "%s: applied %s (schema version %d → %d)\n", where, strings.Join(applied, ", "), before, latest)
+	return nil
+}
+
+// databaseOf is the database a store URL uses, as store.Open picks it.
+func databaseOf(raw string) string {
+	db := ""
+	if u, err := url.Parse(raw); err == nil {
+		switch strings.ToLower(u.Scheme) {
+		case "chdb":
+			db = u.Query().Get("database")
+		case "clickhouse", "tcp":
+			if opts, err := clickhouse.ParseDSN("clickhouse://" + strings.SplitN(raw, "://", 2)[1]); err == nil {
+				db = opts.Auth.Database
+			}
+		}
+	}
+	if db == "" {
+		db = store.DefaultDatabase
+	}
+	return db
 }
 
 // openStore opens and migrates the store.
