@@ -400,9 +400,14 @@ func waitCaughtUp(ctx context.Context, out io.Writer, apiURL string, o demoOptio
 	}
 }
 
+// demoControl is the control population the demo asks for: True (cake), the
+// quick start's original branch. Without control= the API would take the
+// first population in sorted order, False.
+const demoControl = "True"
+
 func fetchResults(ctx context.Context, c *client.Client) (client.Results, client.GoalCount, error) {
 	res, err := c.Results(ctx, exampleapp.Test, []string{exampleapp.Goal}, client.ResultsOptions{
-		Control: "True",
+		Control: demoControl,
 		Weights: map[string]float64{"True": 1, "False": 1},
 	})
 	if err != nil {
@@ -443,7 +448,8 @@ func compare(res client.Results, goal client.GoalCount, t *demoTally) string {
 }
 
 func printResults(out io.Writer, res client.Results, goal client.GoalCount, o demoOptions, t *demoTally) {
-	fmt.Fprintf(out, "Results of the split test %q, goal %q (from GET /v1/tests/…/results):\n\n", res.Test, exampleapp.Goal)
+	fmt.Fprintf(out, "Results of the split test %q, goal %q, from\nGET /v1/tests/…/results?control=%s (%s is the control; without control= the API\ntakes the first population in sorted order, here %s):\n\n",
+		res.Test, exampleapp.Goal, demoControl, exampleapp.Dessert(demoControl), firstPopulation(res))
 	// The control first, then the others in the API's order.
 	pops := slices.Clone(res.Populations)
 	slices.SortStableFunc(pops, func(a, b client.PopulationResult) int {
@@ -474,6 +480,19 @@ func printResults(out io.Writer, res client.Results, goal client.GoalCount, o de
 	if res.SRM != nil && res.SRM.PValue != nil {
 		fmt.Fprintf(out, "Sample ratio check (50/50 expected): p = %.3f\n", *res.SRM.PValue)
 	}
+}
+
+// firstPopulation is the API's default control: the first in sorted order.
+func firstPopulation(res client.Results) string {
+	names := make([]string, 0, len(res.Populations))
+	for _, p := range res.Populations {
+		names = append(names, p.Population)
+	}
+	slices.Sort(names)
+	if len(names) == 0 {
+		return "none"
+	}
+	return names[0]
 }
 
 func b2i(b bool) int {

@@ -88,6 +88,8 @@ func newExampleApp(cfg *config.Config, log *slog.Logger, reg prometheus.Register
 		PixelPath:  cfg.Producer.PixelPath,
 		HostMap:    cfg.Producer.HostMap,
 		Logger:     log,
+
+		SplitSeeding: producer.SplitSeeding(cfg.Producer.SplitSeeding),
 	})
 	if err != nil {
 		w.Close(context.Background())

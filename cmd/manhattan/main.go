@@ -88,6 +88,7 @@ and command-line flags. Keys:
   producer.pixel_path      tracking pixel path       ` + config.DefaultPixelPath + `
   producer.host_map        host → site id
   producer.spool_dir       on-disk buffer while Kafka is away
+  producer.split_seeding   design, or python2 to keep a Python 2 site's splits
   example.listen           example app address       ` + config.DefaultExampleListen
 
 func newRoot() *cobra.Command {

@@ -10,7 +10,9 @@ import (
 	"net/http/cookiejar"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -60,7 +62,7 @@ func TestHelp(t *testing.T) {
 		{[]string{"consumer", "--help"}, []string{"--brokers", "--clickhouse-url", "--flush-interval", "MANHATTAN_CONSUMER_FLUSH_INTERVAL", "--config"}},
 		{[]string{"queryapi", "--help"}, []string{"--listen", "/v1/tests/{test}/results"}},
 		{[]string{"migrate", "--help"}, []string{"--clickhouse-url"}},
-		{[]string{"import", "--help"}, []string{"--format", "manhattan-log", "--dry-run", "twice"}},
+		{[]string{"import", "--help"}, []string{"--format", "manhattan-log", "--dry-run", "twice", "--resume-from", ".gz"}},
 		{[]string{"example-app", "--help"}, []string{"--secret", "superior dessert preference", "/pie"}},
 		{[]string{"dev", "--help"}, []string{"--data-dir", "--kafka-port", "kfake", "chDB"}},
 		{[]string{"demo", "--help"}, []string{"--visitors", "--bots", "bots"}},
@@ -411,6 +413,7 @@ func TestDemo(t *testing.T) {
 	for _, want := range []string{
 		"the API reports exactly what the simulation did",
 		"chance to beat control",
+		"?control=True (cake is the control; without control= the API\ntakes the first population in sorted order, here False)",
 		"(control)",
 		"the 60 bots (no pixel) were left out of every count",
 		"300 people in all",
@@ -418,6 +421,9 @@ func TestDemo(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("demo output lacks %q:\n%s", want, out)
 		}
+	}
+	if !regexp.MustCompile(`(?m)^  True +cake .*\(control\)$`).MatchString(out) {
+		t.Errorf("the True (cake) row is not the control:\n%s", out)
 	}
 }
 
@@ -501,5 +507,51 @@ func TestDemoFlags(t *testing.T) {
 		if err == nil || !strings.HasPrefix(err.Error(), tc.flag+":") {
 			t.Errorf("demo %s %s: err = %v, want it to name %s", tc.flag, tc.value, err, tc.flag)
 		}
+	}
+}
+
+// TestQueryAPIStopsOnSIGINT runs the built binary as an operator does: one
+// SIGINT once it listens ends it cleanly (exit 0) and promptly.
+func TestQueryAPIStopsOnSIGINT(t *testing.T) {
+	u, err := url.Parse(testenv.ClickHouseURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Path = "/" + consumertest.Name("sigint")
+	bin := filepath.Join(t.TempDir(), "manhattan")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	addr := freeAddr(t)
+	var out lockedBuffer
+	cmd := exec.Command(bin, "queryapi", "--clickhouse-url", u.String(), "--listen", addr)
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	finished := false
+	defer func() {
+		if !finished {
+			cmd.Process.Kill()
+			<-exited
+		}
+	}()
+	waitListening(t, addr, 30*time.Second)
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-exited:
+		finished = true
+		if err != nil {
+			t.Fatalf("queryapi exited with %v after SIGINT:\n%s", err, out.String())
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatalf("queryapi still running 15s after SIGINT:\n%s", out.String())
+	}
+	if !strings.Contains(out.String(), "query API listening") || !strings.Contains(out.String(), "stopping") {
+		t.Errorf("log:\n%s", out.String())
 	}
 }
