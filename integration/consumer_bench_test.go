@@ -6,9 +6,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -56,6 +59,8 @@ func BenchmarkConsumerEndToEnd(b *testing.B) {
 	reg := prometheus.NewRegistry()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
+	load := loadAverage()
+	cpu0 := processCPU()
 	t0 := time.Now()
 	go func() {
 		done <- consumer.Run(ctx, consumer.Options{
@@ -74,6 +79,7 @@ func BenchmarkConsumerEndToEnd(b *testing.B) {
 	}()
 	waitMarksAt(b, st, ends, 5*time.Minute)
 	took := time.Since(t0)
+	cpu := processCPU() - cpu0
 	rate := float64(total) / took.Seconds()
 
 	if mfs, err := reg.Gather(); err == nil {
@@ -96,9 +102,32 @@ func BenchmarkConsumerEndToEnd(b *testing.B) {
 	b.ReportMetric(rate/bareRate, "x-bare")
 	b.ReportMetric(fresh[len(fresh)/2].Seconds(), "fresh-p50-s")
 	b.ReportMetric(fresh[len(fresh)-1].Seconds(), "fresh-max-s")
-	b.Logf("%d records in %d partitions: consumer %v (%.0f records/s, group join included), bare reader %v (%.0f records/s), ratio %.2f; freshness p50 %v max %v",
+	// The machine is often shared: CPU per record (this process: consumer,
+	// Kafka and ClickHouse clients) is steadier than records/s, and the load
+	// average tells how much of the machine the run had.
+	b.ReportMetric(float64(cpu.Microseconds())/float64(total), "cpu-us/record")
+	b.Logf("%d records in %d partitions: consumer %v (%.0f records/s, group join included), bare reader %v (%.0f records/s), ratio %.2f; freshness p50 %v max %v; consumer CPU %.1f µs/record; load average %s",
 		total, len(ends), took.Round(time.Millisecond), rate, bare.Round(time.Millisecond), bareRate, rate/bareRate,
-		fresh[len(fresh)/2].Round(time.Millisecond), fresh[len(fresh)-1].Round(time.Millisecond))
+		fresh[len(fresh)/2].Round(time.Millisecond), fresh[len(fresh)-1].Round(time.Millisecond),
+		float64(cpu.Microseconds())/float64(total), load)
+}
+
+// processCPU is the CPU time (user and system) this process has used.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// loadAverage is the 1-minute load average, or "?" where /proc has none.
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	return strings.Fields(string(b))[0]
 }
 
 // bareDrain reads every partition to its end with plain kafka-go readers,

@@ -65,10 +65,10 @@ func randString(r *rand.Rand, alphabet string) string {
 // fake store, with configured rollups.
 func TestRandomInputNo5xx(t *testing.T) {
 	h := fuzzHandler(t)
-	r := rand.New(rand.NewPCG(7, 9))
+	r := rand.New(rand.NewPCG(1, 2))
 	const alpha = "abc-:,%+&=?#/ 0123456789T\x00é☃"
 	known := append([]string{"signup", "cta", "day", "hour", "week", "browsers", "blue", "2025-12-01", "2025-11-30T05"}, weirdNames...)
-	for range 40000 {
+	for range 3000 {
 		name := randString(r, alpha)
 		if r.IntN(3) == 0 {
 			name = known[r.IntN(len(known))]

@@ -29,7 +29,8 @@ import (
 // Options configure the handler. Only Store is required.
 type Options struct {
 	Store store.Store
-	// Token, when set, is required as "Authorization: Bearer <token>" on /v1/…
+	// Token, when set, is required as "Authorization: Bearer <token>" (scheme
+	// case-insensitive) on /v1/…
 	// (health, metrics and the OpenAPI document stay open for probes).
 	Token string
 	// CORSOrigins are the origins allowed to call from a browser; "*" allows any.
