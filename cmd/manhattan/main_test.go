@@ -365,6 +365,13 @@ consumer:
 		}
 		time.Sleep(300 * time.Millisecond)
 	}
+	// The API knows the configured rollups (consumer.rollups).
+	if _, err := api.Goal(ctx, exampleapp.Goal, client.Filter{Rollup: "nope"}); err == nil || !strings.Contains(err.Error(), "not a configured rollup") {
+		t.Fatalf("goal with rollup=nope: %v, want a 400 naming the rollup", err)
+	}
+	if _, err := api.Goal(ctx, exampleapp.Goal, client.Filter{Rollup: "daily", Bucket: "2025-12-01"}); err != nil {
+		t.Fatalf("goal with the configured rollup daily: %v", err)
+	}
 	// Metrics of the consumer and of the app's Kafka writer.
 	hc := &http.Client{Timeout: 10 * time.Second}
 	if m := httpGet(t, hc, "http://"+conMetrics+"/metrics"); !strings.Contains(m, "manhattan_consumer_records_total") {
