@@ -53,7 +53,7 @@ func newTestMW(t testing.TB, opts Options) (*Middleware, *recorder) {
 }
 
 func TestCookieVectors(t *testing.T) {
-	raw, err := os.ReadFile("/work/shared/testdata/cookie_vectors.json")
+	raw, err := os.ReadFile("testdata/cookie_vectors.json") // a copy of shared/testdata/cookie_vectors.json
 	if err != nil {
 		t.Fatal(err)
 	}

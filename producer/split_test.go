@@ -22,7 +22,7 @@ type splitVector struct {
 }
 
 func TestSplitVectors(t *testing.T) {
-	raw, err := os.ReadFile("/work/shared/testdata/split_vectors.json")
+	raw, err := os.ReadFile("testdata/split_vectors.json") // a copy of shared/testdata/split_vectors.json
 	if err != nil {
 		t.Fatal(err)
 	}

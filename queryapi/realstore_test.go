@@ -2,16 +2,11 @@ package queryapi
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"net/url"
 	"os"
-	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
@@ -28,30 +23,10 @@ import (
 // ClickHouse server from testenv), with data the engine computed and
 // store.Flush wrote, as the consumer does.
 
-var (
-	chdbDirOnce sync.Once
-	chdbDir     string
-	chdbDirErr  error
-)
-
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if chdbDir != "" {
-		os.RemoveAll(chdbDir)
-	}
+	testenv.RemoveCHDBDir()
 	os.Exit(code)
-}
-
-var nonWord = regexp.MustCompile(`[^A-Za-z0-9_]+`)
-
-func uniqueDB(tb testing.TB) string {
-	var b [4]byte
-	_, _ = rand.Read(b[:])
-	name := strings.ToLower(nonWord.ReplaceAllString(tb.Name(), "_"))
-	if len(name) > 30 {
-		name = name[:30]
-	}
-	return "qa_" + name + "_" + hex.EncodeToString(b[:])
 }
 
 // openReal opens a migrated store on a fresh database of the named backend;
@@ -59,27 +34,14 @@ func uniqueDB(tb testing.TB) string {
 func openReal(tb testing.TB, backend string) (store.Store, string) {
 	tb.Helper()
 	ctx := context.Background()
-	db := uniqueDB(tb)
+	db := testenv.UniqueDB(tb, "qa_")
 	var u string
 	switch backend {
 	case "clickhouse":
-		pu, err := url.Parse(testenv.ClickHouseURL(tb))
-		if err != nil {
-			tb.Fatalf("MANHATTAN_TEST_CLICKHOUSE: %v", err)
-		}
-		pu.Path = "/" + db
-		u = pu.String()
-		tb.Cleanup(func() { dropDB(tb, pu, db) })
+		u = testenv.ClickHouseDBURL(tb, db)
+		tb.Cleanup(func() { dropDB(tb, u, db) })
 	case "chdb":
-		lib := testenv.CHDBLibPath(tb)
-		chdbDirOnce.Do(func() {
-			os.Setenv("CHDB_LIB_PATH", lib)
-			chdbDir, chdbDirErr = os.MkdirTemp("", "manhattan-queryapi-chdb-")
-		})
-		if chdbDirErr != nil {
-			tb.Fatal(chdbDirErr)
-		}
-		u = "chdb://" + chdbDir + "?database=" + db
+		u = testenv.CHDBDBURL(tb, db)
 	default:
 		tb.Fatalf("unknown backend %q", backend)
 	}
@@ -94,8 +56,8 @@ func openReal(tb testing.TB, backend string) (store.Store, string) {
 	return st, u
 }
 
-func dropDB(tb testing.TB, u *url.URL, db string) {
-	opts, err := clickhouse.ParseDSN(strings.Replace(u.String(), "/"+db, "/default", 1))
+func dropDB(tb testing.TB, u, db string) {
+	opts, err := clickhouse.ParseDSN(strings.Replace(u, "/"+db, "/default", 1))
 	if err != nil {
 		tb.Errorf("drop %s: %v", db, err)
 		return
@@ -143,10 +105,7 @@ type smallEvent struct {
 
 func loadSmall(t *testing.T) smallCase {
 	t.Helper()
-	raw, err := os.ReadFile("../../shared/testdata/reconcile_small.json")
-	if err != nil {
-		raw, err = os.ReadFile("/work/shared/testdata/reconcile_small.json")
-	}
+	raw, err := os.ReadFile("../reconcile/testdata/reconcile_small.json") // a copy of shared/testdata's
 	if err != nil {
 		t.Fatalf("read vectors: %v", err)
 	}
