@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
-	"runtime/debug"
 	"sync"
 	"time"
 
@@ -22,14 +20,14 @@ import (
 // visitor state that does not decode). Kafka or store outages are waited
 // out, never returned.
 //
-// Unless the GOGC environment variable is set, Run raises the garbage
-// collector's target to GOGC=400 while it runs (GOMEMLIMIT still applies).
+// Run's live heap (cached states, a flush's records) is large and steady:
+// a process that mostly consumes does well with a higher GC target, e.g.
+// GOGC=400 (what `manhattan consumer` sets unless GOGC is given).
 func Run(ctx context.Context, opts Options) error {
 	o, err := opts.withDefaults()
 	if err != nil {
 		return err
 	}
-	defer raiseGC()()
 	// One engine serves every partition worker (it is safe for concurrent
 	// use and shares its value and user-agent caches).
 	engine, err := reconcile.New(o.Engine)
@@ -174,43 +172,6 @@ func newWorker(o *Options, engine *reconcile.Engine, gen *kafka.Generation, part
 		prog: prog,
 		log:  plog,
 	}, nil
-}
-
-// gcPercent is Run's GC target. Its live heap (cached states, a flush's
-// records) is large and steady, and at the default 100 marking it took about
-// a quarter of the consumer's CPU; 400 cut CPU per record by ~25% in
-// BenchmarkConsumerEndToEnd.
-const gcPercent = 400
-
-var gc struct {
-	sync.Mutex
-	runs int // Runs in this process
-	prev int // GC percent before the first of them
-}
-
-// raiseGC raises the GC percent to gcPercent (never lowers it, and leaves
-// an explicit GOGC alone) and returns the function that restores it once
-// the last concurrent Run returns.
-func raiseGC() (restore func()) {
-	if os.Getenv("GOGC") != "" {
-		return func() {}
-	}
-	gc.Lock()
-	defer gc.Unlock()
-	if gc.runs == 0 {
-		gc.prev = debug.SetGCPercent(gcPercent)
-		if gc.prev < 0 || gc.prev > gcPercent {
-			debug.SetGCPercent(gc.prev) // off or higher already: keep it
-		}
-	}
-	gc.runs++
-	return func() {
-		gc.Lock()
-		defer gc.Unlock()
-		if gc.runs--; gc.runs == 0 {
-			debug.SetGCPercent(gc.prev)
-		}
-	}
 }
 
 // kafkaLogger routes kafka-go's printf logs to slog.

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"sync"
@@ -57,6 +58,8 @@ func BenchmarkConsumerEndToEnd(b *testing.B) {
 
 	st, _ := serverStore(b)
 	reg := prometheus.NewRegistry()
+	// As `manhattan consumer` does (cmd/manhattan consumerGC).
+	defer debug.SetGCPercent(debug.SetGCPercent(400))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	load := loadAverage()
