@@ -69,7 +69,7 @@ func Run(ctx context.Context, opts Options) error {
 		WatchPartitionChanges:  true,
 		PartitionWatchInterval: 5 * time.Second,
 		Logger:                 kafkaLogger(log, slog.LevelDebug),
-		ErrorLogger:            kafkaLogger(log, slog.LevelInfo),
+		ErrorLogger:            kafkaLogger(log, slog.LevelWarn), // e.g. the broker unreachable
 	})
 	if err != nil {
 		return fmt.Errorf("consumer: group: %w", err)
