@@ -145,30 +145,31 @@ func (s *server) testMeta(ctx context.Context, name string, cached bool) (reconc
 
 func needsPageViews(valueType string) bool { return valueType == "I" || valueType == "R" }
 
-func (s *server) goals(w http.ResponseWriter, r *http.Request) {
+// jsonHandler serves f's answer as JSON, or its error through s.fail.
+func jsonHandler[T any](s *server, f func(*http.Request) (T, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		out, err := f(r)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, out)
+	}
+}
+
+func (s *server) goals(r *http.Request) (client.Goals, error) {
 	if _, err := parseParams(r); err != nil {
-		s.fail(w, r, err)
-		return
+		return client.Goals{}, err
 	}
 	gs, err := s.st.Goals(r.Context())
 	if err != nil {
-		s.fail(w, r, fmt.Errorf("goals: %w", err))
-		return
+		return client.Goals{}, fmt.Errorf("goals: %w", err)
 	}
 	out := client.Goals{Goals: make([]client.Goal, len(gs))}
 	for i, g := range gs {
 		out.Goals[i] = client.Goal{Name: g.Name, ValueType: g.ValueType, ValueFormat: g.ValueFormat}
 	}
-	writeJSON(w, http.StatusOK, out)
-}
-
-func (s *server) goal(w http.ResponseWriter, r *http.Request) {
-	out, err := s.goalCount(r)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, out)
+	return out, nil
 }
 
 func (s *server) goalCount(r *http.Request) (client.GoalCount, error) {
@@ -218,15 +219,6 @@ func (s *server) goalCount(r *http.Request) (client.GoalCount, error) {
 		Value:     reconcile.GoalValue(meta.ValueType, tot.Value, tot.Count, views.Count),
 		ValueType: meta.ValueType, ValueFormat: meta.ValueFormat,
 	}, nil
-}
-
-func (s *server) series(w http.ResponseWriter, r *http.Request) {
-	out, err := s.seriesOf(r)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, out)
 }
 
 func (s *server) seriesOf(r *http.Request) (client.Series, error) {
@@ -315,15 +307,13 @@ func seconds(us int64) int64 {
 	return s
 }
 
-func (s *server) tests(w http.ResponseWriter, r *http.Request) {
+func (s *server) tests(r *http.Request) (client.Tests, error) {
 	if _, err := parseParams(r); err != nil {
-		s.fail(w, r, err)
-		return
+		return client.Tests{}, err
 	}
 	ts, err := s.st.Tests(r.Context())
 	if err != nil {
-		s.fail(w, r, fmt.Errorf("tests: %w", err))
-		return
+		return client.Tests{}, fmt.Errorf("tests: %w", err)
 	}
 	out := client.Tests{Tests: make([]client.Test, len(ts))}
 	for i, t := range ts {
@@ -333,7 +323,7 @@ func (s *server) tests(w http.ResponseWriter, r *http.Request) {
 		}
 		out.Tests[i] = client.Test{Name: t.Name, FirstTimestamp: seconds(t.First), LastTimestamp: seconds(t.Last), Populations: pops}
 	}
-	writeJSON(w, http.StatusOK, out)
+	return out, nil
 }
 
 // populations returns the test's populations (its metadata's, plus any with
@@ -359,15 +349,6 @@ func (s *server) populations(ctx context.Context, meta reconcile.TestMeta, q sto
 	return out, nil
 }
 
-func (s *server) test(w http.ResponseWriter, r *http.Request) {
-	out, err := s.testDetail(r)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, out)
-}
-
 func (s *server) testDetail(r *http.Request) (client.TestDetail, error) {
 	var out client.TestDetail
 	name, err := pathParam(r, "test")
@@ -391,15 +372,6 @@ func (s *server) testDetail(r *http.Request) (client.TestDetail, error) {
 		return out, err
 	}
 	return client.TestDetail{Test: name, FirstTimestamp: seconds(meta.First), LastTimestamp: seconds(meta.Last), Populations: pops}, nil
-}
-
-func (s *server) results(w http.ResponseWriter, r *http.Request) {
-	out, err := s.resultsOf(r)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, out)
 }
 
 func (s *server) resultsOf(r *http.Request) (client.Results, error) {

@@ -133,12 +133,12 @@ func New(o Options) (http.Handler, error) {
 	r.Method(http.MethodGet, "/metrics", promhttp.HandlerFor(gat, promhttp.HandlerOpts{}))
 	r.Route("/v1", func(r chi.Router) {
 		r.Use(bearer(o.Token), s.withTimeout)
-		r.Get("/goals", s.goals)
-		r.Get("/goals/{goal}", s.goal)
-		r.Get("/goals/{goal}/series", s.series)
-		r.Get("/tests", s.tests)
-		r.Get("/tests/{test}", s.test)
-		r.Get("/tests/{test}/results", s.results)
+		r.Get("/goals", jsonHandler(s, s.goals))
+		r.Get("/goals/{goal}", jsonHandler(s, s.goalCount))
+		r.Get("/goals/{goal}/series", jsonHandler(s, s.seriesOf))
+		r.Get("/tests", jsonHandler(s, s.tests))
+		r.Get("/tests/{test}", jsonHandler(s, s.testDetail))
+		r.Get("/tests/{test}/results", jsonHandler(s, s.resultsOf))
 	})
 	return r, nil
 }
