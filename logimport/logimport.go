@@ -122,8 +122,12 @@ func ParseLine(line string) (event.Event, error) {
 	if fields[0] != LogVersion {
 		return ev, fmt.Errorf("version %q, want %s", fields[0], LogVersion)
 	}
+	if len(fields) == 4 {
+		// An empty site_id (site 0) that the whitespace strip took along.
+		fields = append(fields, "")
+	}
 	if len(fields) < 5 {
-		return ev, fmt.Errorf("%d fields, want at least 5 (version, type, timestamp, vid, site_id)", len(fields))
+		return ev, fmt.Errorf("%d fields, want at least 4 (version, type, timestamp, vid[, site_id])", len(fields))
 	}
 	typ, err := event.ParseType(fields[1])
 	if err != nil {

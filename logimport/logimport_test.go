@@ -259,3 +259,20 @@ func TestParseTimestamp(t *testing.T) {
 		}
 	}
 }
+
+// A site-0 record written with an empty site_id loses that field to the
+// whitespace strip; it is still site 0, not a bad line (a skipped pixel
+// would leave its visitor uncounted).
+func TestParseLineEmptySiteStripped(t *testing.T) {
+	vid := "3f9a1c0de5b7a2c4e6f80123456789abcdef0123"
+	ev, err := ParseLine("1\tpixel\t1357002000.2\t" + vid + "\t")
+	if err != nil {
+		t.Fatalf("pixel with an empty site_id: %v", err)
+	}
+	if ev.Type != event.TypePixel || ev.VID != vid || ev.SiteID != 0 {
+		t.Fatalf("got %+v, want a site-0 pixel of %s", ev, vid)
+	}
+	if _, err := ParseLine("1\tpixel\t1357002000.2"); err == nil {
+		t.Fatal("a line without a vid parsed")
+	}
+}

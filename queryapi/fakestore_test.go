@@ -59,7 +59,7 @@ func match(k reconcile.CounterKey, q store.CounterQuery) bool {
 	}
 	return k.Kind == q.Kind && k.Rollup == rollup &&
 		(q.Goal == "" || k.Goal == q.Goal) && (q.Test == "" || k.Test == q.Test) &&
-		(q.Population == "" || k.Population == q.Population) && (q.Bucket == "" || k.Bucket == q.Bucket) &&
+		(q.Population == "" || k.Population == q.Population) && (q.Bucket == "" && !q.BucketSet || k.Bucket == q.Bucket) &&
 		(q.Site == nil || k.Site == *q.Site)
 }
 

@@ -91,6 +91,9 @@ func (s *server) countFilter(p params, withVariant bool) (q store.CounterQuery, 
 	if q.Bucket, err = p.str("bucket"); err != nil {
 		return q, "", err
 	}
+	// bucket= asks for the browser rollup's "" bucket (unknown user agent);
+	// for other kinds an empty bucket stays "no filter".
+	q.BucketSet = p.has("bucket") && (kind == reconcile.RollupBrowser || kind == "")
 	if err := checkBucket("bucket", q.Rollup, kind, q.Bucket); err != nil {
 		return q, "", err
 	}

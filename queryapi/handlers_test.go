@@ -664,3 +664,22 @@ func TestMetaCache(t *testing.T) {
 		t.Errorf("uncached = %v", m)
 	}
 }
+
+// bucket= (given, empty) on a browser rollup asks for the "" bucket of
+// visitors without a known user agent; omitting it sums every bucket.
+func TestEmptyBrowserBucket(t *testing.T) {
+	f := world()
+	f.add(reconcile.CounterKey{Kind: reconcile.KindConversion, Goal: "signup", Rollup: "browsers", Bucket: ""}, 1, "0")
+	f.add(reconcile.CounterKey{Kind: reconcile.KindConversion, Goal: "signup", Rollup: "browsers", Bucket: "Chrome"}, 5, "0")
+	srv, _ := newTestServer(t, f, Options{})
+	for q, want := range map[string]float64{
+		"?rollup=browsers":               6,
+		"?rollup=browsers&bucket=":       1,
+		"?rollup=browsers&bucket=Chrome": 5,
+	} {
+		code, m, _ := get(t, srv.URL+"/v1/goals/signup"+q)
+		if code != 200 || m["count"] != want {
+			t.Errorf("signup%s: %d %v, want count %v", q, code, m, want)
+		}
+	}
+}

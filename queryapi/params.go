@@ -76,6 +76,9 @@ func contains(list []string, s string) bool {
 }
 
 // str returns a scalar parameter ("" when absent); given twice is an error.
+// has reports whether the parameter was given, even with an empty value.
+func (p params) has(name string) bool { return len(p.raw[name]) > 0 }
+
 func (p params) str(name string) (string, error) {
 	vs := p.raw[name]
 	if len(vs) == 0 {

@@ -157,7 +157,7 @@ func counterSQL(head string, q CounterQuery, from, to, tail string) (string, []p
 	cond(q.Goal != "", "goal = {goal:String}", param{"goal", q.Goal})
 	cond(q.Test != "", "test = {test:String}", param{"test", q.Test})
 	cond(q.Population != "", "population = {population:String}", param{"population", q.Population})
-	cond(q.Bucket != "", "bucket = {bucket:String}", param{"bucket", q.Bucket})
+	cond(q.Bucket != "" || q.BucketSet, "bucket = {bucket:String}", param{"bucket", q.Bucket})
 	cond(from != "", "bucket >= {from:String}", param{"from", from})
 	cond(to != "", "bucket <= {to:String}", param{"to", to})
 	if q.Site != nil {

@@ -59,7 +59,10 @@ type CounterQuery struct {
 	Population string
 	Rollup     string
 	Bucket     string
-	Site       *int64
+	// BucketSet filters on Bucket even when it is empty: the browser
+	// rollup's bucket for an unknown or missing user agent is "".
+	BucketSet bool
+	Site      *int64
 }
 
 // Totals is a summed counter.

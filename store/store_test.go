@@ -264,3 +264,33 @@ func TestMarksNeverMoveBack(t *testing.T) {
 		}
 	})
 }
+
+// The browser rollup keeps visitors without a known user agent in bucket "":
+// BucketSet asks for exactly that bucket, while an empty Bucket alone means
+// every bucket.
+func TestEmptyBucketFilter(t *testing.T) {
+	eachStore(t, func(t *testing.T, s Store, _ string) {
+		ctx := context.Background()
+		must(t, s.Flush(ctx, &Batch{
+			Partition: 0, From: 0, To: 3,
+			Counters: map[reconcile.CounterKey]*reconcile.Delta{
+				ckey(reconcile.KindConversion, 0, "viewed page", "", "", "browsers", ""):       {Count: 1},
+				ckey(reconcile.KindConversion, 0, "viewed page", "", "", "browsers", "Chrome"): {Count: 2},
+			},
+		}), "flush")
+		for _, c := range []struct {
+			q    CounterQuery
+			want int64
+		}{
+			{CounterQuery{Kind: reconcile.KindConversion, Goal: "viewed page", Rollup: "browsers"}, 3},
+			{CounterQuery{Kind: reconcile.KindConversion, Goal: "viewed page", Rollup: "browsers", BucketSet: true}, 1},
+			{CounterQuery{Kind: reconcile.KindConversion, Goal: "viewed page", Rollup: "browsers", Bucket: "Chrome"}, 2},
+		} {
+			tot, err := s.Counter(ctx, c.q)
+			must(t, err, "counter %+v", c.q)
+			if tot.Count != c.want {
+				t.Errorf("Counter(%+v) = %d, want %d", c.q, tot.Count, c.want)
+			}
+		}
+	})
+}

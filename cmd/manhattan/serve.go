@@ -96,6 +96,8 @@ func (a *app) queryAPICmd() *cobra.Command {
 
   GET /v1/goals                       goals with value type and format
   GET /v1/goals/{goal}                visitors converted and value
+  GET /v1/goals/{goal}/series?rollup=day&from=…&to=…
+                                      counts per bucket, for charts
   GET /v1/tests                       split tests, newest first
   GET /v1/tests/{test}                impressions per population
   GET /v1/tests/{test}/results?goals=a,b
