@@ -6,6 +6,7 @@ package integration
 import (
 	"context"
 	"fmt"
+	"github.com/manhattan-go/manhattan/internal/kafkatest"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -14,7 +15,6 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
-	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/manhattan-go/manhattan/event"
 	"github.com/manhattan-go/manhattan/internal/testenv"
@@ -38,71 +38,30 @@ func producerTopic(t *testing.T, brokers []string, partitions int) string {
 	return topic
 }
 
-type producedRecord struct {
-	partition int32
-	key       string
-	ev        event.Event
-}
-
-// readProduced reads the topic from the start until want records came (and
-// a moment more, to catch duplicates) or the timeout.
-func readProduced(t *testing.T, brokers []string, topic string, want int) []producedRecord {
-	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	var out []producedRecord
-	deadline := time.Now().Add(60 * time.Second)
-	var settle time.Time
-	for time.Now().Before(deadline) {
-		if len(out) >= want {
-			if settle.IsZero() {
-				settle = time.Now().Add(time.Second)
-			} else if time.Now().After(settle) {
-				break
-			}
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
-		fs := cl.PollFetches(ctx)
-		cancel()
-		fs.EachRecord(func(r *kgo.Record) {
-			ev, err := event.Decode(r.Value)
-			if err != nil {
-				t.Errorf("record does not decode: %v: %s", err, r.Value)
-			}
-			out = append(out, producedRecord{r.Partition, string(r.Key), ev})
-		})
-	}
-	return out
-}
-
 // checkGoals: goal "n" of each visitor arrived exactly once, in order, all
 // of a visitor in one partition, keyed by its vid.
-func checkGoals(t *testing.T, got []producedRecord, sent map[string]int) {
+func checkGoals(t *testing.T, got []kafkatest.Record, sent map[string]int) {
 	t.Helper()
 	next := map[string]int{}
 	part := map[string]int32{}
 	goals := 0
 	for _, r := range got {
-		if r.key != r.ev.VID {
-			t.Fatalf("key %q is not vid %q", r.key, r.ev.VID)
+		if r.Key != r.Event.VID {
+			t.Fatalf("key %q is not vid %q", r.Key, r.Event.VID)
 		}
-		if p, ok := part[r.key]; ok && p != r.partition {
-			t.Fatalf("visitor %s in partitions %d and %d", r.key, p, r.partition)
+		if p, ok := part[r.Key]; ok && p != r.Partition {
+			t.Fatalf("visitor %s in partitions %d and %d", r.Key, p, r.Partition)
 		}
-		part[r.key] = r.partition
-		if r.ev.Type != event.TypeGoal {
+		part[r.Key] = r.Partition
+		if r.Event.Type != event.TypeGoal {
 			continue
 		}
 		var n int
-		fmt.Sscanf(r.ev.Name, "step %d", &n)
-		if n != next[r.key] {
-			t.Fatalf("visitor %s: goal %d arrived when %d was due (lost, duplicated or reordered)", r.key, n, next[r.key])
+		fmt.Sscanf(r.Event.Name, "step %d", &n)
+		if n != next[r.Key] {
+			t.Fatalf("visitor %s: goal %d arrived when %d was due (lost, duplicated or reordered)", r.Key, n, next[r.Key])
 		}
-		next[r.key]++
+		next[r.Key]++
 		goals++
 	}
 	total := 0
@@ -226,7 +185,7 @@ func TestProducerApacheKafkaExactlyOnceInOrder(t *testing.T) {
 	if st := w.Stats(); st.Dropped != 0 || st.Sent != 2*visitors*per {
 		t.Fatalf("writer stats %+v", st)
 	}
-	got := readProduced(t, brokers, topic, 2*visitors*per) // page + goal per request
+	got := kafkatest.ReadTopic(t, brokers, topic, 2*visitors*per, time.Second, 60*time.Second) // page + goal per request
 	if len(got) != 2*visitors*per {
 		t.Fatalf("%d records, want %d", len(got), 2*visitors*per)
 	}
@@ -283,5 +242,5 @@ func TestProducerApacheKafkaOutageSpool(t *testing.T) {
 	if st := w2.Stats(); st.Dropped != 0 || st.Sent != 2*visitors*25 || st.SpoolBytes != 0 {
 		t.Fatalf("second writer: %+v", st)
 	}
-	checkGoals(t, readProduced(t, brokers, topic, 2*visitors*25), sent)
+	checkGoals(t, kafkatest.ReadTopic(t, brokers, topic, 2*visitors*25, time.Second, 60*time.Second), sent)
 }

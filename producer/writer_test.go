@@ -3,6 +3,7 @@ package producer
 import (
 	"context"
 	"fmt"
+	"github.com/manhattan-go/manhattan/internal/kafkatest"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -14,80 +15,37 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/segmentio/kafka-go"
 	"github.com/twmb/franz-go/pkg/kfake"
-	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/manhattan-go/manhattan/event"
 )
 
-// consumed is one record read back from the topic.
-type consumed struct {
-	partition int32
-	key       string
-	ev        event.Event
-}
-
-// readTopic reads records until it has want of them (or a while after, to
-// catch duplicates) or the timeout passes.
-func readTopic(t testing.TB, brokers []string, topic string, want int, timeout time.Duration) []consumed {
-	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	var out []consumed
-	deadline := time.Now().Add(timeout)
-	extra := time.Time{}
-	for time.Now().Before(deadline) {
-		if len(out) >= want {
-			if extra.IsZero() {
-				extra = time.Now().Add(500 * time.Millisecond) // linger for duplicates
-			} else if time.Now().After(extra) {
-				break
-			}
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
-		fs := cl.PollFetches(ctx)
-		cancel()
-		fs.EachRecord(func(r *kgo.Record) {
-			ev, err := event.Decode(r.Value)
-			if err != nil {
-				t.Errorf("record does not decode: %v: %s", err, r.Value)
-			}
-			out = append(out, consumed{r.Partition, string(r.Key), ev})
-		})
-	}
-	return out
-}
-
 // checkDelivery asserts every goal "g<vid>-<n>" arrived exactly once, in
 // order per visitor, in one partition per visitor, keyed by vid.
-func checkDelivery(t testing.TB, got []consumed, sent map[string]int, partitions int) {
+func checkDelivery(t testing.TB, got []kafkatest.Record, sent map[string]int, partitions int) {
 	t.Helper()
 	next := map[string]int{}
 	part := map[string]int32{}
 	total := 0
 	for _, c := range got {
-		if c.key != c.ev.VID {
-			t.Fatalf("key %q != vid %q", c.key, c.ev.VID)
+		if c.Key != c.Event.VID {
+			t.Fatalf("key %q != vid %q", c.Key, c.Event.VID)
 		}
-		if p, ok := part[c.key]; ok && p != c.partition {
-			t.Fatalf("visitor %s in partitions %d and %d", c.key, p, c.partition)
+		if p, ok := part[c.Key]; ok && p != c.Partition {
+			t.Fatalf("visitor %s in partitions %d and %d", c.Key, p, c.Partition)
 		}
-		part[c.key] = c.partition
-		if want := int32(javaPartition(c.key, partitions)); c.partition != want {
-			t.Fatalf("visitor %s in partition %d, Java client would pick %d", c.key, c.partition, want)
+		part[c.Key] = c.Partition
+		if want := int32(javaPartition(c.Key, partitions)); c.Partition != want {
+			t.Fatalf("visitor %s in partition %d, Java client would pick %d", c.Key, c.Partition, want)
 		}
-		if c.ev.Type != event.TypeGoal {
+		if c.Event.Type != event.TypeGoal {
 			continue
 		}
 		var n int
-		fmt.Sscanf(c.ev.Name[strings.LastIndexByte(c.ev.Name, '-')+1:], "%d", &n)
-		if n != next[c.key] {
-			t.Fatalf("visitor %s: got goal %d, want %d (lost, duplicated or out of order)", c.key, n, next[c.key])
+		fmt.Sscanf(c.Event.Name[strings.LastIndexByte(c.Event.Name, '-')+1:], "%d", &n)
+		if n != next[c.Key] {
+			t.Fatalf("visitor %s: got goal %d, want %d (lost, duplicated or out of order)", c.Key, n, next[c.Key])
 		}
-		next[c.key]++
+		next[c.Key]++
 		total++
 	}
 	want := 0
@@ -174,7 +132,7 @@ func TestWriterKfakeExactlyOnceInOrder(t *testing.T) {
 	if v := gathered(t, reg, "manhattan_producer_events_sent_total", ""); v != 2*25*40 {
 		t.Fatalf("sent metric %v", v)
 	}
-	got := readTopic(t, c.ListenAddrs(), topic, 2*25*40, 30*time.Second)
+	got := kafkatest.ReadTopic(t, c.ListenAddrs(), topic, 2*25*40, 500*time.Millisecond, 30*time.Second)
 	checkDelivery(t, got, sent, partitions)
 	if w.Send([]event.Event{{Type: event.TypePixel, VID: "x"}}); w.Stats().Dropped != 1 {
 		t.Fatal("send after close not counted")
@@ -235,7 +193,7 @@ func TestWriterKafkaDownAndBack(t *testing.T) {
 	if st.Sent != 2*10*30 || st.Dropped != 0 || st.SpoolBytes != 0 {
 		t.Fatalf("after recovery: %+v", st)
 	}
-	got := readTopic(t, brokers, topic, 2*10*30, 30*time.Second)
+	got := kafkatest.ReadTopic(t, brokers, topic, 2*10*30, 500*time.Millisecond, 30*time.Second)
 	checkDelivery(t, got, sent, partitions)
 }
 
@@ -276,7 +234,7 @@ func TestWriterSpoolSurvivesRestart(t *testing.T) {
 	if err := w2.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
-	checkDelivery(t, readTopic(t, c.ListenAddrs(), topic, 2*4*13, 30*time.Second), sent, 2)
+	checkDelivery(t, kafkatest.ReadTopic(t, c.ListenAddrs(), topic, 2*4*13, 500*time.Millisecond, 30*time.Second), sent, 2)
 }
 
 // Past the bounds, events are dropped and counted, never blocking.
@@ -347,10 +305,10 @@ func TestProduceBlocksAndValidates(t *testing.T) {
 	if err := w.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
-	got := readTopic(t, c.ListenAddrs(), "imp", 300, 20*time.Second)
+	got := kafkatest.ReadTopic(t, c.ListenAddrs(), "imp", 300, 500*time.Millisecond, 20*time.Second)
 	checkDelivery(t, got, sent, 2)
-	if got[0].ev.TS < 1_500_000_000_000_000 || got[0].ev.TS > 1_500_000_000_000_300 {
-		t.Fatalf("timestamp not kept: %d", got[0].ev.TS)
+	if got[0].Event.TS < 1_500_000_000_000_000 || got[0].Event.TS > 1_500_000_000_000_300 {
+		t.Fatalf("timestamp not kept: %d", got[0].Event.TS)
 	}
 	if err := w.Produce(ctx, evs[0]); err != ErrClosed {
 		t.Fatalf("after close: %v", err)
