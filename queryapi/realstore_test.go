@@ -4,8 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/manhattan-go/manhattan/logimport"
 	"os"
-	"strconv"
 	"strings"
 	"testing"
 
@@ -117,14 +117,12 @@ func loadSmall(t *testing.T) smallCase {
 }
 
 func micros(t testing.TB, s string) int64 {
-	sec, frac, _ := strings.Cut(s, ".")
-	frac = (frac + "000000")[:6]
-	a, err1 := strconv.ParseInt(sec, 10, 64)
-	b, err2 := strconv.ParseInt(frac, 10, 64)
-	if err1 != nil || err2 != nil {
-		t.Fatalf("bad ts %q", s)
+	t.Helper()
+	us, err := logimport.ParseTimestamp(s)
+	if err != nil {
+		t.Fatalf("bad ts: %v", err)
 	}
-	return a*1_000_000 + b
+	return us
 }
 
 // flushEvents runs evs through the engine as one partition's batch and

@@ -2,9 +2,8 @@ package reconcile
 
 import (
 	"encoding/json"
+	"github.com/manhattan-go/manhattan/logimport"
 	"os"
-	"strconv"
-	"strings"
 	"testing"
 
 	"github.com/shopspring/decimal"
@@ -43,14 +42,11 @@ type smallCase struct {
 // parseSeconds turns "1764547200.000000" into Unix microseconds.
 func parseSeconds(t *testing.T, s string) int64 {
 	t.Helper()
-	sec, frac, _ := strings.Cut(s, ".")
-	frac = (frac + "000000")[:6]
-	a, err1 := strconv.ParseInt(sec, 10, 64)
-	b, err2 := strconv.ParseInt(frac, 10, 64)
-	if err1 != nil || err2 != nil {
-		t.Fatalf("bad ts %q", s)
+	us, err := logimport.ParseTimestamp(s)
+	if err != nil {
+		t.Fatalf("bad ts: %v", err)
 	}
-	return a*1_000_000 + b
+	return us
 }
 
 func TestReconcileSmall(t *testing.T) {
