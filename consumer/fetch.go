@@ -7,45 +7,52 @@ import (
 	"io"
 	"log/slog"
 	"time"
+	"unsafe"
 
 	"github.com/segmentio/kafka-go"
 
 	"github.com/manhattan-go/manhattan/event"
 )
 
-// fetched is one fetch response of a partition: its records in offset order,
-// each one's decoded event or the reason it is a dead letter, and the
-// partition's high-water mark at that moment (for lag).
+// fetched is one fetch response of a partition: its records' offsets in
+// order, each one's decoded event (zero for a dead letter), the records
+// that are dead letters, and the partition's high-water mark at that moment
+// (for lag). The records themselves are not kept: a fetch holds megabytes.
 type fetched struct {
-	msgs          []kafka.Message
+	offsets       []int64
 	evs           []event.Event
-	bad           []error
+	bad           []badRecord // in offset order
 	highWaterMark int64
 }
 
-// decode decodes and validates a batch's records. It is a pure function of
-// the records, so the fetcher runs it ahead of the worker: decoding the next
-// batch overlaps with applying (or flushing) the previous one.
-func decode(msgs []kafka.Message) (evs []event.Event, bad []error) {
-	evs = make([]event.Event, len(msgs))
-	for i, m := range msgs {
-		ev, err := event.Decode(m.Value)
-		switch {
-		case err != nil:
-		case string(m.Key) != ev.VID:
-			// A visitor's records must share one partition, or two
-			// workers would hold diverging copies of its state.
-			err = fmt.Errorf("record key %q is not the visitor id %q", truncate(string(m.Key)), ev.VID)
-		default:
-			evs[i] = ev
-			continue
-		}
-		if bad == nil {
-			bad = make([]error, len(msgs))
-		}
-		bad[i] = err
+// badRecord is a record that failed to decode or validate: the i-th of its
+// fetch.
+type badRecord struct {
+	i   int
+	msg kafka.Message
+	err error
+}
+
+// add decodes and validates m and appends it. Decoding is a pure function
+// of the record, so the fetcher does it ahead of the worker: decoding the
+// next fetch overlaps with applying (or flushing) the previous one.
+func (f *fetched) add(m kafka.Message) {
+	// kafka-go reads each value into a fresh slice that nothing writes to
+	// afterwards, so the event's strings can share its bytes.
+	ev, err := event.DecodeString(unsafe.String(unsafe.SliceData(m.Value), len(m.Value)))
+	switch {
+	case err != nil:
+	case string(m.Key) != ev.VID:
+		// A visitor's records must share one partition, or two workers
+		// would hold diverging copies of its state.
+		err = fmt.Errorf("record key %q is not the visitor id %q", truncate(string(m.Key)), ev.VID)
 	}
-	return evs, bad
+	if err != nil {
+		f.bad = append(f.bad, badRecord{i: len(f.offsets), msg: m, err: err})
+		ev = event.Event{}
+	}
+	f.offsets = append(f.offsets, m.Offset)
+	f.evs = append(f.evs, ev)
 }
 
 // fetcher reads one partition straight from its leader with kafka.Conn, one
@@ -150,25 +157,24 @@ func (f *fetcher) read(ctx context.Context, conn *kafka.Conn, offset int64, out 
 		_ = conn.SetReadDeadline(time.Now().Add(f.maxWait + 10*time.Second))
 		batch := conn.ReadBatchWith(kafka.ReadBatchConfig{MinBytes: 1, MaxBytes: f.maxBytes, MaxWait: f.maxWait})
 		hwm := batch.HighWaterMark()
-		// Sized like the previous fetch: batches of a backlog are alike, and
-		// growing a slice of messages copies them again and again.
-		msgs := make([]kafka.Message, 0, sizeHint)
+		// Sized like the previous fetch: fetches of a backlog are alike,
+		// and growing the slices copies them again and again.
+		fb := fetched{offsets: make([]int64, 0, sizeHint), evs: make([]event.Event, 0, sizeHint), highWaterMark: hwm}
 		for {
 			m, err := batch.ReadMessage()
 			if err != nil {
 				break
 			}
-			msgs = append(msgs, m)
+			fb.add(m)
 		}
 		err := batch.Close()
-		if len(msgs) > 0 {
-			offset = msgs[len(msgs)-1].Offset + 1
-			sizeHint = len(msgs)
+		if n := len(fb.offsets); n > 0 {
+			offset = fb.offsets[n-1] + 1
+			sizeHint = n
 		}
-		if len(msgs) > 0 || hwm > 0 {
-			evs, bad := decode(msgs)
+		if len(fb.offsets) > 0 || hwm > 0 {
 			select {
-			case out <- fetched{msgs: msgs, evs: evs, bad: bad, highWaterMark: hwm}:
+			case out <- fb:
 			case <-ctx.Done():
 				return offset, ctx.Err()
 			}

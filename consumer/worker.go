@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -50,6 +51,7 @@ type worker struct {
 	hwm     int64 // the partition's high-water mark at the last fetch
 	lastTS  int64 // event time of the last processed record
 	records []store.Record
+	vids    []string // scratch: a fetch's visitor ids
 	dead    []kafka.Message
 	pending int       // records processed since the last flush
 	flushed time.Time // when the last flush ended (zero: none yet)
@@ -185,29 +187,31 @@ func (w *worker) process(ctx context.Context, fb fetched) error {
 	if fb.highWaterMark > 0 {
 		w.hwm = fb.highWaterMark
 	}
-	if len(fb.msgs) > 0 {
+	if len(fb.offsets) > 0 {
 		evs, bad := fb.evs, fb.bad
-		vids := make([]string, 0, len(fb.msgs))
+		vids := w.vids[:0]
 		for i := range evs {
-			if bad == nil || bad[i] == nil {
+			if evs[i].VID != "" { // dead letters are zero events
 				vids = append(vids, evs[i].VID)
 			}
 		}
+		w.vids = vids
 		if err := w.load(ctx, w.cache.Missing(vids)); err != nil {
 			return err
 		}
-		for i, m := range fb.msgs {
-			if m.Offset < w.pos {
+		for i, off := range fb.offsets {
+			if off < w.pos {
 				continue
 			}
-			counted := m.Offset >= w.hwc
-			if bad != nil && bad[i] != nil {
+			counted := off >= w.hwc
+			if len(bad) > 0 && bad[0].i == i {
 				// Below hw_c the dead letter was sent before the mark moved.
 				if counted {
-					w.dead = append(w.dead, deadLetter(m, bad[i].Error()))
+					w.dead = append(w.dead, deadLetter(bad[0].msg, bad[0].err.Error()))
 					w.m.deadLetters.Inc()
-					w.log.Warn("dead letter", "offset", m.Offset, "reason", bad[i].Error())
+					w.log.Warn("dead letter", "offset", off, "reason", bad[0].err.Error())
 				}
+				bad = bad[1:]
 			} else {
 				ev := &evs[i]
 				st, ok := w.cache.Get(ev.VID)
@@ -225,11 +229,11 @@ func (w *worker) process(ctx context.Context, fb fetched) error {
 					w.cache.MarkDirty(ev.VID)
 				}
 				if counted {
-					w.records = append(w.records, store.Record{Partition: w.partition, Offset: m.Offset, Event: *ev})
+					w.records = append(w.records, store.Record{Partition: w.partition, Offset: off, Event: ev})
 				}
 				w.lastTS = ev.TS
 			}
-			w.pos = m.Offset + 1
+			w.pos = off + 1
 			w.pending++
 			w.m.records.Inc()
 			w.prog.records.Add(1)
@@ -275,7 +279,9 @@ func (w *worker) load(ctx context.Context, vids []string) error {
 				return fmt.Errorf("visitor %q: stored state: %w", vid, err)
 			}
 		}
-		w.cache.Add(vid, st)
+		// The id is a substring of its record: a copy keeps the cache from
+		// holding every record that brought a visitor in.
+		w.cache.Add(strings.Clone(vid), st)
 	}
 	return nil
 }

@@ -306,11 +306,21 @@ func appendString(dst []byte, s string) []byte {
 // than 1, a missing vid, a malformed or oversize field, or invalid UTF-8 is an
 // error naming the field. Unescaped strings share one copy of data.
 func Decode(data []byte) (Event, error) {
+	if len(data) > MaxRecordBytes {
+		return Event{}, fmt.Errorf("event: record of %d bytes exceeds %d", len(data), MaxRecordBytes)
+	}
+	return DecodeString(string(data))
+}
+
+// DecodeString is Decode for a record held in a string. The event's fields
+// are substrings of data where they need no unescaping, so a caller that
+// owns an immutable buffer can decode it without a copy.
+func DecodeString(data string) (Event, error) {
 	var e Event
 	if len(data) > MaxRecordBytes {
 		return e, fmt.Errorf("event: record of %d bytes exceeds %d", len(data), MaxRecordBytes)
 	}
-	d := decoder{s: string(data)}
+	d := decoder{s: data}
 	var (
 		haveV, haveType, haveTS bool
 	)

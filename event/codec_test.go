@@ -38,6 +38,13 @@ func TestRoundTrip(t *testing.T) {
 		if got != e {
 			t.Fatalf("round trip mismatch:\n got %+v\nwant %+v", got, e)
 		}
+		if got, err := DecodeString(string(b)); err != nil || got != e {
+			t.Fatalf("DecodeString %s: %+v, %v", b, got, err)
+		}
+	}
+	big := `{"v":1,"type":"pixel","ts":1,"vid":"x","url":"` + strings.Repeat("a", MaxRecordBytes) + `"}`
+	if _, err := DecodeString(big); err == nil || !strings.Contains(err.Error(), "exceeds") {
+		t.Errorf("DecodeString of %d bytes: %v, want a size error", len(big), err)
 	}
 }
 

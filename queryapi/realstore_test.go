@@ -147,7 +147,7 @@ func flushEvents(t testing.TB, st store.Store, cfg reconcile.Config, partition i
 			states[ev.VID] = s
 		}
 		eng.Apply(s, ev, true, out)
-		b.Records = append(b.Records, store.Record{Partition: partition, Offset: int64(i), Event: *ev})
+		b.Records = append(b.Records, store.Record{Partition: partition, Offset: int64(i), Event: ev})
 	}
 	for vid, s := range states {
 		data, err := s.MarshalBinary()

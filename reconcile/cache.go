@@ -22,6 +22,7 @@ type Cache struct {
 	size  int
 	clean *simplelru.LRU[string, *State]
 	dirty map[string]*State
+	seen  map[string]struct{} // scratch for Missing
 }
 
 // NewCache returns a cache holding at most size clean states.
@@ -82,35 +83,37 @@ func (c *Cache) Missing(vids []string) []string {
 		if _, ok := c.clean.Get(v); ok {
 			continue
 		}
+		if c.seen == nil {
+			c.seen = map[string]struct{}{}
+		}
+		// A visitor has several records in a batch: drop repeats before
+		// sorting.
+		if _, ok := c.seen[v]; ok {
+			continue
+		}
+		c.seen[v] = struct{}{}
 		out = append(out, v)
 	}
+	clear(c.seen)
 	slices.Sort(out)
-	return slices.Compact(out)
+	return out
 }
 
-// Dirty returns the states changed since the last MarkFlushed, sorted by id.
+// Dirty returns the states changed since the last MarkFlushed, in no
+// particular order.
 func (c *Cache) Dirty() []DirtyState {
 	out := make([]DirtyState, 0, len(c.dirty))
 	for vid, st := range c.dirty {
 		out = append(out, DirtyState{VID: vid, State: st})
 	}
-	slices.SortFunc(out, func(a, b DirtyState) int {
-		switch {
-		case a.VID < b.VID:
-			return -1
-		case a.VID > b.VID:
-			return 1
-		}
-		return 0
-	})
 	return out
 }
 
 // MarkFlushed makes every dirty state clean (they were just written) and
 // evicts the least recently used clean states down to size.
 func (c *Cache) MarkFlushed() {
-	for _, d := range c.Dirty() {
-		c.clean.Add(d.VID, d.State)
+	for vid, st := range c.dirty {
+		c.clean.Add(vid, st)
 	}
 	clear(c.dirty)
 }

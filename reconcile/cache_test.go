@@ -3,6 +3,7 @@ package reconcile
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -35,7 +36,9 @@ func TestCacheWriteBack(t *testing.T) {
 			t.Fatalf("dirty %s lost", vid)
 		}
 	}
-	if got := c.Dirty(); len(got) != 2 || got[0].VID != "v0" || got[1].VID != "v1" {
+	got := c.Dirty()
+	slices.SortFunc(got, func(a, b DirtyState) int { return strings.Compare(a.VID, b.VID) })
+	if len(got) != 2 || got[0].VID != "v0" || got[1].VID != "v1" {
 		t.Fatalf("Dirty = %+v", got)
 	}
 	if got := c.Missing([]string{"v19", "v0", "zz", "v2", "zz", "aa"}); !slices.Equal(got, []string{"aa", "v2", "zz"}) {

@@ -56,12 +56,16 @@ SETTINGS index_granularity = 1024;
 -- Serialized visitor states; version = the offset each is valid up to.
 -- Reads take argMax(data, version) GROUP BY vid, never FINAL. The rows with
 -- vid '\0partition:<p>' are the partitions' sentinels (hw_s).
+-- Visitor ids are random, so a batch's load touches one granule per id:
+-- small granules keep its cost proportional to the ids asked for, not to
+-- every visitor ever stored.
 CREATE TABLE IF NOT EXISTS {db}.visitor_state (
     vid String,
     version Int64,
     data String
 ) ENGINE = ReplacingMergeTree(version)
-ORDER BY vid;
+ORDER BY vid
+SETTINGS index_granularity = 256;
 
 -- Goal metadata: the first conversion seen (smallest ts) decides type and
 -- format. Duplicate rows from replays are harmless (argMin).

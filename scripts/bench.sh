@@ -5,9 +5,13 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
+# Services that were already running (a developer's) are left running.
+was_running=0
+scripts/services.sh status >/dev/null 2>&1 && was_running=1
+
 cleanup() {
 	local rc=$?
-	if [[ ${KEEP_SERVICES:-} != 1 ]]; then
+	if [[ ${KEEP_SERVICES:-} != 1 && $was_running == 0 ]]; then
 		scripts/services.sh down || true
 	fi
 	exit $rc

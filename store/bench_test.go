@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"testing"
 	"time"
 
@@ -61,7 +62,7 @@ func BenchmarkFlushEvents(b *testing.B) {
 			base := baselineMS(b, s)
 			recs := make([]Record, benchRows)
 			for i := range recs {
-				recs[i] = Record{Partition: 1, Offset: int64(i), Event: event.Event{
+				recs[i] = Record{Partition: 1, Offset: int64(i), Event: &event.Event{
 					Type: event.TypePage, TS: 1_764_000_000_000_000 + int64(i)*1000, VID: fmt.Sprintf("%040x", i), SiteID: 1,
 					IP: "203.0.113.7", Method: "GET", URL: fmt.Sprintf("https://example.com/page/%d?q=1", i),
 					UserAgent: "Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0", Referer: "https://example.com/",
@@ -103,6 +104,69 @@ func BenchmarkLoadStates10k(b *testing.B) {
 			}
 			b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/load")
 			b.ReportMetric(base, "baseline_ms")
+		})
+	}
+}
+
+// BenchmarkLoadStatesAsTableGrows loads the same kind of batch (50 stored
+// visitors, 50 new ones) from a small visitor_state table and from one 40×
+// larger, where ids × granule size is far below the table's size, as it is
+// in a deployment with millions of visitors. x_growth is the ratio of their
+// times: near 1 when a load costs what it asks for, toward 40 when it reads
+// the whole table.
+func BenchmarkLoadStatesAsTableGrows(b *testing.B) {
+	const small, large, ids = 10000, 400000, 100
+	vid := func(i int) string { return fmt.Sprintf("%040x", uint64(i)*0x9e3779b97f4a7c15) }
+	rng := rand.New(rand.NewPCG(1, 2))
+	fill := func(s Store, n int) {
+		ctx := context.Background()
+		for from := 0; from < n; from += 100000 {
+			states := make([]State, 0, 100000)
+			for i := from; i < min(n, from+100000); i++ {
+				// States are binary and compress about 2:1, not like zeros.
+				data := make([]byte, 400)
+				for j := 0; j < len(data); j += 2 {
+					data[j] = byte(rng.Uint32())
+				}
+				states = append(states, State{VID: vid(i), Version: 100, Data: data})
+			}
+			must(b, s.InsertStates(ctx, &Batch{Partition: 0, To: 100, States: states}), "insert states")
+		}
+		// One part, as merges leave a table at rest.
+		tb := s.(*tables)
+		must(b, tb.b.exec(ctx, tb.sql("OPTIMIZE TABLE {db}.visitor_state FINAL"), nil), "optimize")
+	}
+	batch := func(n, round int) []string {
+		out := make([]string, 0, ids)
+		for i := range ids / 2 {
+			out = append(out, vid((i*7919+round*104729)%n), fmt.Sprintf("%040x", round*ids+i))
+		}
+		return out
+	}
+	for _, be := range backends {
+		b.Run(be.name, func(b *testing.B) {
+			ctx := context.Background()
+			var ms [2]float64
+			for k, n := range []int{small, large} {
+				s, _ := openStore(b, be.url)
+				fill(s, n)
+				for round := 0; round < 2; round++ { // warm up
+					_, err := s.LoadStates(ctx, batch(n, round))
+					must(b, err, "load")
+				}
+				t0 := time.Now()
+				for i := 0; i < b.N; i++ {
+					got, err := s.LoadStates(ctx, batch(n, i+2))
+					must(b, err, "load")
+					if len(got) != ids/2 {
+						b.Fatalf("loaded %d states, want %d", len(got), ids/2)
+					}
+				}
+				ms[k] = float64(time.Since(t0).Microseconds()) / 1000 / float64(b.N)
+			}
+			b.ReportMetric(ms[0], "ms/load-small")
+			b.ReportMetric(ms[1], "ms/load-large")
+			b.ReportMetric(ms[1]/ms[0], "x_growth")
 		})
 	}
 }

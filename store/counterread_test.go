@@ -151,3 +151,41 @@ func TestCounterReadsUsePrimaryKey(t *testing.T) {
 		}
 	})
 }
+
+// TestStateLoadsReadFewRows loads a few states out of many with
+// max_rows_to_read set far below the table's size: a load must cost about
+// the ids asked for, not every visitor ever stored. A scan must hit the
+// limit (the control).
+func TestStateLoadsReadFewRows(t *testing.T) {
+	const (
+		stored = 60000
+		ids    = 20
+		limit  = ids * 4 * 256 // four granules of visitor_state per id
+	)
+	eachStore(t, func(t *testing.T, s Store, _ string) {
+		ctx := context.Background()
+		tb := s.(*tables)
+		b := &Batch{Partition: 0, From: 0, To: 1}
+		vid := func(i int) string { return fmt.Sprintf("%040x", uint64(i)*0x9e3779b97f4a7c15) }
+		for i := range stored {
+			b.States = append(b.States, State{VID: vid(i), Version: 1, Data: []byte(fmt.Sprintf("state %d", i))})
+		}
+		must(t, s.InsertStates(ctx, b), "insert states")
+		var want []string
+		for i := range ids / 2 {
+			want = append(want, vid(i*2999), fmt.Sprintf("%040x", i)) // stored, and new
+		}
+		sql := tb.sql(sqlLoadStates) + fmt.Sprintf("\nSETTINGS max_rows_to_read = %d", limit)
+		got := map[string]string{}
+		var v, data string
+		err := tb.b.query(ctx, sql, []param{{"vids", want}}, []any{&v, &data}, func() error { got[v] = data; return nil })
+		must(t, err, "load %d states with max_rows_to_read %d of %d rows", len(want), limit, stored+1)
+		if len(got) != ids/2 || got[vid(2999)] != "state 2999" {
+			t.Errorf("loaded %d states (state of id 1: %q), want %d", len(got), got[vid(2999)], ids/2)
+		}
+		scan := tb.sql(`SELECT toInt64(count()) FROM {db}.visitor_state WHERE length(data) > 0`) + fmt.Sprintf("\nSETTINGS max_rows_to_read = %d", limit)
+		if err := tb.b.query(ctx, scan, nil, []any{new(int64)}, nop); err == nil {
+			t.Errorf("a scan of %d rows passed max_rows_to_read = %d: the limit tests nothing", stored, limit)
+		}
+	})
+}

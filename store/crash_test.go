@@ -141,7 +141,7 @@ func (w *worker) process(ctx context.Context, t *testing.T, n int) {
 		if w.eng.Apply(st, &batch[i], off >= w.hwc, w.out) {
 			w.cache.MarkDirty(batch[i].VID)
 		}
-		w.recs = append(w.recs, Record{Partition: w.p, Offset: off, Event: batch[i]})
+		w.recs = append(w.recs, Record{Partition: w.p, Offset: off, Event: &batch[i]})
 	}
 	w.next = end
 }

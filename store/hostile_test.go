@@ -33,7 +33,7 @@ func TestHostileNamesRoundTrip(t *testing.T) {
 			if h == "" {
 				continue
 			}
-			b.Records = append(b.Records, Record{Partition: 1, Offset: int64(i), Event: event.Event{
+			b.Records = append(b.Records, Record{Partition: 1, Offset: int64(i), Event: &event.Event{
 				Type: event.TypeGoal, TS: int64(i) * 1_000_000, VID: h, SiteID: int64(i), IP: h, Method: h, URL: h,
 				UserAgent: h, Referer: h, Name: h, Value: h, ValueType: h, ValueFormat: h, Test: h, Selected: h,
 			}})

@@ -108,5 +108,31 @@ func (n *nativeBackend) insert(ctx context.Context, table string, cols []string,
 	return batch.Send()
 }
 
+// insertChunks sends each chunk as a block of one INSERT. The server may
+// write a part per block, so the rows must not need to land together.
+func (n *nativeBackend) insertChunks(ctx context.Context, table string, cols []string, rows chunks) error {
+	batch, err := n.conn.PrepareBatch(ctx, "INSERT INTO "+table+" ("+colNames(cols)+")")
+	if err != nil {
+		return err
+	}
+	for from := 0; from < rows.n; from += rows.size {
+		to := min(from+rows.size, rows.n)
+		for i, col := range rows.fill(from, to) {
+			if err := batch.Column(i).Append(col); err != nil {
+				_ = batch.Abort()
+				return fmt.Errorf("column %s: %w", cols[i], err)
+			}
+		}
+		if to < rows.n {
+			// Sends the block and keeps the columns' memory for the next.
+			if err := batch.Flush(); err != nil {
+				_ = batch.Abort()
+				return err
+			}
+		}
+	}
+	return batch.Send()
+}
+
 func (n *nativeBackend) ping(ctx context.Context) error { return n.conn.Ping(ctx) }
 func (n *nativeBackend) close() error                   { return n.conn.Close() }

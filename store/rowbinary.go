@@ -25,6 +25,14 @@ type rowSet struct {
 	n    int
 }
 
+// chunks are n rows made a chunk (at most size rows) at a time: fill returns
+// the columns of rows [from, to), as in rowSet, and may reuse the memory of
+// the columns it returned before.
+type chunks struct {
+	n, size int
+	fill    func(from, to int) []any
+}
+
 // scaledValue rounds d to the value column's scale and checks it fits, so
 // both connections store the same number (clickhouse-go would truncate).
 func scaledValue(d decimal.Decimal) (decimal.Decimal, error) {

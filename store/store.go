@@ -12,11 +12,13 @@ import (
 	"github.com/manhattan-go/manhattan/reconcile"
 )
 
-// Record is one Kafka record as stored in the events table.
+// Record is one Kafka record as stored in the events table. Event points
+// at the decoded event rather than copying it: a flush holds tens of
+// thousands of records.
 type Record struct {
 	Partition int32
 	Offset    int64
-	Event     event.Event
+	Event     *event.Event
 }
 
 // State is one serialized visitor state, valid up to Version (the next offset

@@ -8,6 +8,7 @@ import (
 
 	"github.com/shopspring/decimal"
 
+	"github.com/manhattan-go/manhattan/event"
 	"github.com/manhattan-go/manhattan/reconcile"
 	"github.com/manhattan-go/manhattan/schema"
 )
@@ -290,6 +291,44 @@ func TestEmptyBucketFilter(t *testing.T) {
 			must(t, err, "counter %+v", c.q)
 			if tot.Count != c.want {
 				t.Errorf("Counter(%+v) = %d, want %d", c.q, tot.Count, c.want)
+			}
+		}
+	})
+}
+
+// TestEventsInsertInChunks: an events insert larger than a chunk lands
+// whole, every row with its own values, and a second insert reusing the
+// pooled columns writes its own rows, not the first one's.
+func TestEventsInsertInChunks(t *testing.T) {
+	eachStore(t, func(t *testing.T, s Store, _ string) {
+		ctx := context.Background()
+		tb := s.(*tables)
+		insert := func(p int32, n int, url string) {
+			b := &Batch{Partition: p}
+			for i := range n {
+				b.Records = append(b.Records, Record{Partition: p, Offset: int64(i), Event: &event.Event{
+					Type: event.TypePage, TS: 1700000000000000 + int64(i), VID: fmt.Sprintf("%040x", i),
+					Method: "GET", URL: fmt.Sprintf("%s/%d", url, i),
+				}})
+			}
+			must(t, s.InsertEvents(ctx, b), "insert %d events", n)
+		}
+		const n = 2*eventsChunk + 17
+		insert(1, n, "/a")
+		insert(2, eventsChunk-1, "/b")
+		for _, c := range []struct {
+			p   int32
+			n   int
+			url string
+		}{{1, n, "/a"}, {2, eventsChunk - 1, "/b"}} {
+			var rows, distinct, wrong int64
+			err := tb.b.query(ctx, tb.sql(`SELECT toInt64(count()), toInt64(uniqExact(offset)),
+				toInt64(countIf(url != concat({url:String}, '/', toString(offset)) OR ts != 1700000000000000 + offset))
+				FROM {db}.events WHERE partition = {p:Int32}`),
+				[]param{{"url", c.url}, {"p", c.p}}, []any{&rows, &distinct, &wrong}, nop)
+			must(t, err, "read events of partition %d", c.p)
+			if rows != int64(c.n) || distinct != int64(c.n) || wrong != 0 {
+				t.Errorf("partition %d: %d rows, %d distinct offsets, %d with another row's url; want %d, %d, 0", c.p, rows, distinct, wrong, c.n, c.n)
 			}
 		}
 	})

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"sort"
 	"strconv"
+	"sync"
+	"unsafe"
 
 	"github.com/shopspring/decimal"
 
@@ -20,6 +22,9 @@ type backend interface {
 	query(ctx context.Context, sql string, params []param, dest []any, each func() error) error
 	// insert writes all rows in one INSERT (one block).
 	insert(ctx context.Context, table string, cols []string, rows *rowSet) error
+	// insertChunks writes rows in one INSERT, a chunk at a time; only for
+	// rows that need not land together.
+	insertChunks(ctx context.Context, table string, cols []string, rows chunks) error
 	ping(ctx context.Context) error
 	close() error
 }
@@ -105,32 +110,64 @@ func (t *tables) Flush(ctx context.Context, b *Batch) error {
 	return t.InsertStates(ctx, b)
 }
 
+// eventsChunk is how many events go into one block of the events insert:
+// the client then holds one chunk's column data, not the whole batch's.
+const eventsChunk = 4096
+
+// eventColumnsPool keeps chunk columns between inserts (workers insert
+// concurrently), so a flush does not grow them from nothing again.
+var eventColumnsPool = sync.Pool{New: func() any { return new(eventColumns) }}
+
 func (t *tables) InsertEvents(ctx context.Context, b *Batch) error {
 	n := len(b.Records)
 	if n == 0 {
 		return nil
 	}
-	var (
-		part                                        = make([]int32, n)
-		off, ts, site                               = make([]int64, n), make([]int64, n), make([]int64, n)
-		typ, vid, ip, method, url, ua, ref          = mk(n), mk(n), mk(n), mk(n), mk(n), mk(n), mk(n)
-		name, value, vtype, vformat, test, selected = mk(n), mk(n), mk(n), mk(n), mk(n), mk(n)
-	)
-	for i := range b.Records {
-		r := &b.Records[i]
-		e := &r.Event
-		part[i], off[i] = r.Partition, r.Offset
-		typ[i], ts[i], vid[i], site[i] = e.Type.String(), e.TS, e.VID, e.SiteID
-		ip[i], method[i], url[i], ua[i], ref[i] = e.IP, e.Method, e.URL, e.UserAgent, e.Referer
-		name[i], value[i], vtype[i], vformat[i] = e.Name, e.Value, e.ValueType, e.ValueFormat
-		test[i], selected[i] = e.Test, e.Selected
-	}
-	rows := &rowSet{n: n, cols: []any{part, off, typ, ts, vid, site, ip, method, url, ua, ref,
-		name, value, vtype, vformat, test, selected}}
-	if err := t.b.insert(ctx, t.table("events"), colsEvents, rows); err != nil {
+	c := eventColumnsPool.Get().(*eventColumns)
+	defer func() {
+		c.release()
+		eventColumnsPool.Put(c)
+	}()
+	rows := chunks{n: n, size: eventsChunk, fill: func(from, to int) []any { return c.fill(b.Records[from:to]) }}
+	if err := t.b.insertChunks(ctx, t.table("events"), colsEvents, rows); err != nil {
 		return fmt.Errorf("store: insert %d events of partition %d: %w", n, b.Partition, err)
 	}
 	return nil
+}
+
+// eventColumns are the events table's columns for one chunk, reused from
+// chunk to chunk.
+type eventColumns struct {
+	part                                        []int32
+	off, ts, site                               []int64
+	typ, vid, ip, method, url, ua, ref          []string
+	name, value, vtype, vformat, test, selected []string
+}
+
+// release drops the columns' references to the events' strings.
+func (c *eventColumns) release() {
+	for _, col := range [][]string{c.typ, c.vid, c.ip, c.method, c.url, c.ua, c.ref,
+		c.name, c.value, c.vtype, c.vformat, c.test, c.selected} {
+		clear(col[:cap(col)])
+	}
+}
+
+func (c *eventColumns) fill(recs []Record) []any {
+	c.part, c.off, c.ts, c.site = c.part[:0], c.off[:0], c.ts[:0], c.site[:0]
+	c.typ, c.vid, c.ip, c.method, c.url, c.ua, c.ref = c.typ[:0], c.vid[:0], c.ip[:0], c.method[:0], c.url[:0], c.ua[:0], c.ref[:0]
+	c.name, c.value, c.vtype, c.vformat, c.test, c.selected = c.name[:0], c.value[:0], c.vtype[:0], c.vformat[:0], c.test[:0], c.selected[:0]
+	for i := range recs {
+		r := &recs[i]
+		e := r.Event
+		c.part, c.off = append(c.part, r.Partition), append(c.off, r.Offset)
+		c.typ, c.ts, c.vid, c.site = append(c.typ, e.Type.String()), append(c.ts, e.TS), append(c.vid, e.VID), append(c.site, e.SiteID)
+		c.ip, c.method, c.url = append(c.ip, e.IP), append(c.method, e.Method), append(c.url, e.URL)
+		c.ua, c.ref = append(c.ua, e.UserAgent), append(c.ref, e.Referer)
+		c.name, c.value, c.vtype, c.vformat = append(c.name, e.Name), append(c.value, e.Value), append(c.vtype, e.ValueType), append(c.vformat, e.ValueFormat)
+		c.test, c.selected = append(c.test, e.Test), append(c.selected, e.Selected)
+	}
+	return []any{c.part, c.off, c.typ, c.ts, c.vid, c.site, c.ip, c.method, c.url, c.ua, c.ref,
+		c.name, c.value, c.vtype, c.vformat, c.test, c.selected}
 }
 
 func mk(n int) []string { return make([]string, n) }
@@ -238,7 +275,8 @@ func (t *tables) InsertStates(ctx context.Context, b *Batch) error {
 		if s.VID == "" || s.VID[0] == 0 {
 			return fmt.Errorf("store: partition %d: invalid visitor id %q", b.Partition, s.VID)
 		}
-		vid, ver, data = append(vid, s.VID), append(ver, s.Version), append(data, string(s.Data))
+		// No copy of the state: it is only read, and only during this call.
+		vid, ver, data = append(vid, s.VID), append(ver, s.Version), append(data, unsafe.String(unsafe.SliceData(s.Data), len(s.Data)))
 	}
 	vid, ver, data = append(vid, SentinelVID(b.Partition)), append(ver, b.To), append(data, "")
 	rows := &rowSet{n: len(vid), cols: []any{vid, ver, data}}

@@ -148,7 +148,7 @@ func Generate(ctx context.Context, st store.Store, n int64, seed uint64, progres
 		st := reconcile.NewState()
 		for i := range evs {
 			eng.Apply(st, &evs[i], true, pt.out)
-			pt.records = append(pt.records, store.Record{Partition: p, Offset: pt.next, Event: evs[i]})
+			pt.records = append(pt.records, store.Record{Partition: p, Offset: pt.next, Event: &evs[i]})
 			pt.next++
 		}
 		data, err := st.MarshalBinary()
