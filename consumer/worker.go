@@ -195,23 +195,28 @@ func (w *worker) process(ctx context.Context, fb fetched) error {
 				vids = append(vids, evs[i].VID)
 			}
 		}
-		w.vids = vids
-		if err := w.load(ctx, w.cache.Missing(vids)); err != nil {
+		err := w.load(ctx, w.cache.Missing(vids))
+		clear(vids) // the ids pin their records' bytes
+		w.vids = vids[:0]
+		if err != nil {
 			return err
 		}
 		for i, off := range fb.offsets {
+			var dead *badRecord
+			if len(bad) > 0 && bad[0].i == i {
+				dead, bad = &bad[0], bad[1:]
+			}
 			if off < w.pos {
 				continue
 			}
 			counted := off >= w.hwc
-			if len(bad) > 0 && bad[0].i == i {
+			if dead != nil {
 				// Below hw_c the dead letter was sent before the mark moved.
 				if counted {
-					w.dead = append(w.dead, deadLetter(bad[0].msg, bad[0].err.Error()))
+					w.dead = append(w.dead, deadLetter(dead.msg, dead.err.Error()))
 					w.m.deadLetters.Inc()
-					w.log.Warn("dead letter", "offset", off, "reason", bad[0].err.Error())
+					w.log.Warn("dead letter", "offset", off, "reason", dead.err.Error())
 				}
-				bad = bad[1:]
 			} else {
 				ev := &evs[i]
 				st, ok := w.cache.Get(ev.VID)

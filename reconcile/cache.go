@@ -3,6 +3,7 @@ package reconcile
 import (
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/hashicorp/golang-lru/v2/simplelru"
 )
@@ -67,7 +68,9 @@ func (c *Cache) MarkDirty(vid string) {
 		return
 	}
 	c.clean.Remove(vid)
-	c.dirty[vid] = st
+	// A copy: callers' ids may be substrings of whole records, which the
+	// cache would otherwise keep alive with the state.
+	c.dirty[strings.Clone(vid)] = st
 }
 
 // Missing returns the distinct ids of vids not cached, sorted: the ids a

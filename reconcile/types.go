@@ -139,6 +139,6 @@ type Output struct {
 //	func (c *Cache) Add(vid string, st *State)        // a clean state (new or loaded from the store)
 //	func (c *Cache) MarkDirty(vid string)             // st changed; must not be evicted until flushed
 //	func (c *Cache) Missing(vids []string) []string   // distinct ids not cached, sorted
-//	func (c *Cache) Dirty() []DirtyState              // {VID string; State *State}, sorted by VID
+//	func (c *Cache) Dirty() []DirtyState              // {VID string; State *State}, in no order
 //	func (c *Cache) MarkFlushed()                     // all dirty → clean; evicts back down to size
 //	func (c *Cache) Len() int

@@ -5,7 +5,7 @@
 #   - Debian's clickhouse-server, run as a plain process with its own config.
 # Everything (jars, data, logs, pid files) lives under .cache/.
 #
-# Usage: scripts/services.sh up|down|status|env
+# Usage: scripts/services.sh up|down [kafka|clickhouse]|status|env
 #
 # Ports (environment):
 #   MANHATTAN_KAFKA_PORT            Kafka PLAINTEXT listener   (9092)
@@ -313,13 +313,23 @@ up)
 	ch_up
 	;;
 down)
-	kafka_down
-	ch_down
+	case ${2:-} in
+	kafka) kafka_down ;;
+	clickhouse) ch_down ;;
+	"")
+		kafka_down
+		ch_down
+		;;
+	*)
+		echo "usage: $0 down [kafka|clickhouse]" >&2
+		exit 2
+		;;
+	esac
 	;;
 status) status ;;
 env) env_lines ;;
 *)
-	echo "usage: $0 up|down|status|env" >&2
+	echo "usage: $0 up|down [kafka|clickhouse]|status|env" >&2
 	exit 2
 	;;
 esac

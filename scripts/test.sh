@@ -7,13 +7,13 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 # Services that were already running (a developer's) are left running.
-was_running=0
-scripts/services.sh status >/dev/null 2>&1 && was_running=1
+already=$(scripts/services.sh status 2>/dev/null || true)
 
 cleanup() {
 	local rc=$?
-	if [[ ${KEEP_SERVICES:-} != 1 && $was_running == 0 ]]; then
-		scripts/services.sh down || true
+	if [[ ${KEEP_SERVICES:-} != 1 ]]; then
+		[[ $already == *"kafka: running"* ]] || scripts/services.sh down kafka || true
+		[[ $already == *"clickhouse: running"* ]] || scripts/services.sh down clickhouse || true
 	fi
 	exit $rc
 }

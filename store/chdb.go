@@ -130,6 +130,12 @@ func (c *chdbBackend) query(ctx context.Context, sql string, params []param, des
 	return nil
 }
 
+// insertChunks sends all rows as one block: chDB parses the insert in
+// process, so there is no client-side block to bound.
+func (c *chdbBackend) insertChunks(ctx context.Context, table string, cols []string, rows chunks) error {
+	return c.insert(ctx, table, cols, &rowSet{n: rows.n, cols: rows.fill(0, rows.n)})
+}
+
 // insert sends the rows inline, as TabSeparated text after the INSERT's
 // FORMAT clause. chDB ends inline data at the first blank line ("\n\n") and
 // would run what follows as SQL; TSV never has one: values are escaped (no
@@ -138,12 +144,6 @@ func (c *chdbBackend) query(ctx context.Context, sql string, params []param, des
 // settings keep the rows one block, so one INSERT is one part: one reading
 // block (max_insert_block_size) squashed whole (min_insert_block_size_rows,
 // no byte threshold), no parallel parsing, one insert thread.
-// insertChunks sends all rows as one block: chDB parses the insert in
-// process, so there is no client-side block to bound.
-func (c *chdbBackend) insertChunks(ctx context.Context, table string, cols []string, rows chunks) error {
-	return c.insert(ctx, table, cols, &rowSet{n: rows.n, cols: rows.fill(0, rows.n)})
-}
-
 func (c *chdbBackend) insert(ctx context.Context, table string, cols []string, rows *rowSet) error {
 	n := max(rows.n+1, 1048576)
 	head := fmt.Sprintf("INSERT INTO %s (%s) SETTINGS max_insert_block_size = %d, min_insert_block_size_rows = %d,"+

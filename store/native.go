@@ -2,8 +2,12 @@ package store
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
+	"net"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
@@ -36,6 +40,24 @@ func openNative(ctx context.Context, dsn string) (Store, error) {
 	}
 	if _, set := opts.Settings["max_query_size"]; !set {
 		opts.Settings["max_query_size"] = maxQuerySize
+	}
+	dialTimeout, tlsConf := opts.DialTimeout, opts.TLS
+	if dialTimeout <= 0 {
+		dialTimeout = 30 * time.Second // clickhouse-go's default
+	}
+	opts.DialContext = func(ctx context.Context, addr string) (net.Conn, error) {
+		d := &net.Dialer{Timeout: dialTimeout}
+		var c net.Conn
+		var err error
+		if tlsConf != nil {
+			c, err = (&tls.Dialer{NetDialer: d, Config: tlsConf}).DialContext(ctx, "tcp", addr)
+		} else {
+			c, err = d.DialContext(ctx, "tcp", addr)
+		}
+		if err != nil {
+			return nil, err
+		}
+		return &stallConn{Conn: c, stall: writeStall}, nil
 	}
 	conn, err := clickhouse.Open(opts)
 	if err != nil {
@@ -136,3 +158,48 @@ func (n *nativeBackend) insertChunks(ctx context.Context, table string, cols []s
 
 func (n *nativeBackend) ping(ctx context.Context) error { return n.conn.Ping(ctx) }
 func (n *nativeBackend) close() error                   { return n.conn.Close() }
+
+// writeStall bounds how long one write to the server may make no progress.
+// clickhouse-go's batch.Flush (insertChunks) honours no context, so a server
+// that stops reading would otherwise block a worker, and with it its
+// consumer group's generation, until TCP gives up (about 15 minutes).
+var writeStall = 30 * time.Second
+
+// stallConn gives every write a deadline of at most stall from its start,
+// or the caller's own earlier write deadline.
+type stallConn struct {
+	net.Conn
+	stall time.Duration
+
+	mu       sync.Mutex
+	deadline time.Time // the write deadline clickhouse-go last set
+}
+
+func (c *stallConn) SetDeadline(t time.Time) error {
+	c.setWrite(t)
+	return c.Conn.SetDeadline(t)
+}
+
+func (c *stallConn) SetWriteDeadline(t time.Time) error {
+	c.setWrite(t)
+	return c.Conn.SetWriteDeadline(t)
+}
+
+func (c *stallConn) setWrite(t time.Time) {
+	c.mu.Lock()
+	c.deadline = t
+	c.mu.Unlock()
+}
+
+func (c *stallConn) Write(p []byte) (int, error) {
+	d := time.Now().Add(c.stall)
+	c.mu.Lock()
+	if !c.deadline.IsZero() && c.deadline.Before(d) {
+		d = c.deadline
+	}
+	c.mu.Unlock()
+	if err := c.Conn.SetWriteDeadline(d); err != nil {
+		return 0, err
+	}
+	return c.Conn.Write(p)
+}

@@ -104,7 +104,8 @@ func Generate(ctx context.Context, st store.Store, n int64, seed uint64, progres
 		page := func(url string) event.Event {
 			return event.Event{Type: event.TypePage, TS: step(), VID: vid, SiteID: site, IP: "203.0.113.9", Method: "GET", URL: url, UserAgent: ua}
 		}
-		evs = append(evs[:0], page("/"))
+		// A new slice per visitor: the batch's records point at these events.
+		evs = []event.Event{page("/")}
 		human := rng.Float64() > 0.05
 		if human {
 			evs = append(evs, event.Event{Type: event.TypePixel, TS: step(), VID: vid, SiteID: site})
