@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"unsafe"
 )
 
 func TestCacheWriteBack(t *testing.T) {
@@ -62,5 +63,22 @@ func TestCacheWriteBack(t *testing.T) {
 	c.Add("v1", fresh)
 	if d := c.Dirty(); len(d) != 1 || d[0].State != fresh {
 		t.Errorf("Add over dirty: Dirty = %+v", d)
+	}
+}
+
+// TestCacheCopiesDirtyIDs: an id marked dirty is a copy, so a cached state
+// never keeps alive the record its id was cut from.
+func TestCacheCopiesDirtyIDs(t *testing.T) {
+	c, _ := NewCache(10)
+	record := `{"vid":"v1","rest":"of a long record"}`
+	vid := record[8:10]
+	c.Add(strings.Clone(vid), NewState())
+	c.MarkDirty(vid)
+	d := c.Dirty()
+	if len(d) != 1 || d[0].VID != "v1" {
+		t.Fatalf("Dirty = %+v", d)
+	}
+	if unsafe.StringData(d[0].VID) == unsafe.StringData(vid) {
+		t.Error("the dirty entry's id shares the record's bytes")
 	}
 }
