@@ -159,10 +159,11 @@ func (n *nativeBackend) insertChunks(ctx context.Context, table string, cols []s
 func (n *nativeBackend) ping(ctx context.Context) error { return n.conn.Ping(ctx) }
 func (n *nativeBackend) close() error                   { return n.conn.Close() }
 
-// writeStall bounds how long one write to the server may make no progress.
-// clickhouse-go's batch.Flush (insertChunks) honours no context, so a server
-// that stops reading would otherwise block a worker, and with it its
-// consumer group's generation, until TCP gives up (about 15 minutes).
+// writeStall bounds one write to the server (at most clickhouse-go's 10 MiB
+// buffer, so it also needs a link faster than ~350 KB/s). clickhouse-go's
+// batch.Flush (insertChunks) honours no context, so a server that stops
+// reading would otherwise block a worker, and with it its consumer group's
+// generation, until TCP gives up (about 15 minutes).
 var writeStall = 30 * time.Second
 
 // stallConn gives every write a deadline of at most stall from its start,
