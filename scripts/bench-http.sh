@@ -25,23 +25,9 @@ if ! command -v wrk >/dev/null; then
 	fi
 fi
 
-started=
 if [[ -z ${MANHATTAN_TEST_KAFKA:-} ]]; then
-	if ! scripts/services.sh status >/dev/null 2>&1; then
-		scripts/services.sh up
-		started=1
-	fi
-	eval "$(scripts/services.sh env)"
+	source scripts/services-for-run.sh
 fi
-cleanup() {
-	local rc=$?
-	if [[ -n $started && ${KEEP_SERVICES:-} != 1 ]]; then
-		scripts/services.sh down || true
-	fi
-	exit $rc
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
 
 mkdir -p .cache/bin
 go build -o .cache/bin/loadbench ./producer/loadbench

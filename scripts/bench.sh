@@ -1,27 +1,12 @@
 #!/usr/bin/env bash
 # `make bench`: every benchmark of every package against the real services,
 # figures printed, then the HTTP load benchmark (scripts/bench-http.sh);
-# services stopped afterwards (unless KEEP_SERVICES=1).
+# the services it started are stopped afterwards (unless KEEP_SERVICES=1).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-# Services that were already running (a developer's) are left running.
-already=$(scripts/services.sh status 2>/dev/null || true)
-
-cleanup() {
-	local rc=$?
-	if [[ ${KEEP_SERVICES:-} != 1 ]]; then
-		[[ $already == *"kafka: running"* ]] || scripts/services.sh down kafka || true
-		[[ $already == *"clickhouse: running"* ]] || scripts/services.sh down clickhouse || true
-	fi
-	exit $rc
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-scripts/services.sh up
+source scripts/services-for-run.sh
 scripts/fetch-chdb.sh >/dev/null
-eval "$(scripts/services.sh env)"
 
 go test -p 1 -run '^$' -bench "${BENCH:-.}" -benchmem -timeout 30m "$@" ./...
 

@@ -1,24 +1,11 @@
 #!/usr/bin/env bash
 # `make test`: gofmt check, real services up (Apache Kafka, ClickHouse) and
-# libchdb fetched, go vet, every test; services down however it ends.
+# libchdb fetched, go vet, every test; the services it started are stopped
+# however it ends.
 # gofmt, vet and the tests all run so one report shows every problem; the
 # exit status is non-zero when any of them failed.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-
-# Services that were already running (a developer's) are left running.
-already=$(scripts/services.sh status 2>/dev/null || true)
-
-cleanup() {
-	local rc=$?
-	if [[ ${KEEP_SERVICES:-} != 1 ]]; then
-		[[ $already == *"kafka: running"* ]] || scripts/services.sh down kafka || true
-		[[ $already == *"clickhouse: running"* ]] || scripts/services.sh down clickhouse || true
-	fi
-	exit $rc
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
 
 failed=()
 
@@ -30,9 +17,8 @@ if [[ -n $unformatted ]]; then
 	failed+=(gofmt)
 fi
 
-scripts/services.sh up
+source scripts/services-for-run.sh
 scripts/fetch-chdb.sh >/dev/null
-eval "$(scripts/services.sh env)"
 
 # Go's test cache cannot see the services: in CI every test really runs.
 count=()
