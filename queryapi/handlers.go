@@ -116,34 +116,12 @@ func (s *server) countFilter(p params, withVariant bool) (q store.CounterQuery, 
 }
 
 func (s *server) goalMeta(ctx context.Context, name string) (reconcile.GoalMeta, error) {
-	if m, ok := s.goalsC.get(name, time.Now()); ok {
-		return m, nil
-	}
-	m, ok, err := s.st.Goal(ctx, name)
-	if err != nil {
-		return m, fmt.Errorf("goal %q: %w", name, err)
-	}
-	if !ok {
-		return m, &notFound{"goal", name}
-	}
-	s.goalsC.put(name, m, time.Now())
-	return m, nil
+	return s.goalsC.lookup(ctx, "goal", name, true, s.st.Goal)
 }
 
 // testMeta reads a test's metadata; cached says a recent copy will do.
 func (s *server) testMeta(ctx context.Context, name string, cached bool) (reconcile.TestMeta, error) {
-	if m, ok := s.testsC.get(name, time.Now()); ok && cached {
-		return m, nil
-	}
-	m, ok, err := s.st.Test(ctx, name)
-	if err != nil {
-		return m, fmt.Errorf("test %q: %w", name, err)
-	}
-	if !ok {
-		return m, &notFound{"test", name}
-	}
-	s.testsC.put(name, m, time.Now())
-	return m, nil
+	return s.testsC.lookup(ctx, "test", name, cached, s.st.Test)
 }
 
 func needsPageViews(valueType string) bool { return valueType == "I" || valueType == "R" }

@@ -1,6 +1,8 @@
 package queryapi
 
 import (
+	"context"
+	"fmt"
 	"sync"
 	"time"
 )
@@ -48,4 +50,23 @@ func (c *metaCache[V]) put(name string, v V, now time.Time) {
 		clear(c.m)
 	}
 	c.m[name] = metaEntry[V]{v: v, expires: now.Add(c.ttl)}
+}
+
+// lookup returns the metadata of the kind ("goal", "test") called name: a
+// cached copy when cached allows one, else what read finds, which is then
+// cached. Not found is a *notFound error.
+func (c *metaCache[V]) lookup(ctx context.Context, kind, name string, cached bool,
+	read func(context.Context, string) (V, bool, error)) (V, error) {
+	if v, ok := c.get(name, time.Now()); ok && cached {
+		return v, nil
+	}
+	v, ok, err := read(ctx, name)
+	if err != nil {
+		return v, fmt.Errorf("%s %q: %w", kind, name, err)
+	}
+	if !ok {
+		return v, &notFound{kind, name}
+	}
+	c.put(name, v, time.Now())
+	return v, nil
 }
