@@ -1,7 +1,6 @@
 package producer
 
 import (
-	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -10,20 +9,11 @@ import (
 	"time"
 
 	"github.com/manhattan-go/manhattan/event"
+	"github.com/manhattan-go/manhattan/producer/internal/benchpage"
 )
 
 // typicalPage is a ~10 KiB HTML page.
-var typicalPage = func() []byte {
-	var b strings.Builder
-	b.WriteString("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Shop</title>\n")
-	b.WriteString("<link rel=\"stylesheet\" href=\"/static/site.css\"><script src=\"/static/app.js\" defer></script></head>\n<body>\n")
-	b.WriteString("<nav><a href=\"/\">Home</a> <a href=\"/products\">Products</a> <a href=\"/cart\">Cart</a></nav>\n<main>\n")
-	for i := 0; b.Len() < 10<<10-200; i++ {
-		fmt.Fprintf(&b, "<div class=\"product\"><h2><a href=\"/p/%d\">Product %d</a></h2><p>A fine product, number %d, &amp; more.</p><span class=\"price\">$%d.99</span></div>\n", i, i, i, i)
-	}
-	b.WriteString("</main>\n<footer>&copy; 2026</footer>\n</body>\n</html>\n")
-	return []byte(b.String())
-}()
+var typicalPage = benchpage.HTML
 
 func pageHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

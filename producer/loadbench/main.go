@@ -34,6 +34,7 @@ import (
 
 	"github.com/manhattan-go/manhattan/event"
 	"github.com/manhattan-go/manhattan/producer"
+	"github.com/manhattan-go/manhattan/producer/internal/benchpage"
 )
 
 type config struct {
@@ -84,17 +85,7 @@ func main() {
 }
 
 // page is the same ~10 KiB HTML page as producer's Go benchmark.
-var page = func() []byte {
-	var b strings.Builder
-	b.WriteString("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Shop</title>\n")
-	b.WriteString("<link rel=\"stylesheet\" href=\"/static/site.css\"><script src=\"/static/app.js\" defer></script></head>\n<body>\n")
-	b.WriteString("<nav><a href=\"/\">Home</a> <a href=\"/products\">Products</a> <a href=\"/cart\">Cart</a></nav>\n<main>\n")
-	for i := 0; b.Len() < 10<<10-200; i++ {
-		fmt.Fprintf(&b, "<div class=\"product\"><h2><a href=\"/p/%d\">Product %d</a></h2><p>A fine product, number %d, &amp; more.</p><span class=\"price\">$%d.99</span></div>\n", i, i, i, i)
-	}
-	b.WriteString("</main>\n<footer>&copy; 2026</footer>\n</body>\n</html>\n")
-	return []byte(b.String())
-}()
+var page = benchpage.HTML
 
 var app = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
