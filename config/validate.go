@@ -132,17 +132,26 @@ func (c *Config) Validate(parts ...Part) error {
 	return fmt.Errorf("invalid configuration:\n  %w", joinLines(errs))
 }
 
+// uniqueName checks the name of list[i]: set, and not used by an earlier
+// entry of list (names maps the names seen so far to their index).
+func uniqueName(names map[string]int, list string, i int, name string) error {
+	if name == "" {
+		return fmt.Errorf("%s[%d].name: empty", list, i)
+	}
+	if j, dup := names[name]; dup {
+		return fmt.Errorf("%s[%d].name: %q already used by %s[%d]", list, i, name, list, j)
+	}
+	names[name] = i
+	return nil
+}
+
 func checkRollups(rs []reconcile.Rollup) []error {
 	var errs []error
 	names := map[string]int{}
 	for i, r := range rs {
 		key := fmt.Sprintf("consumer.rollups[%d]", i)
-		if r.Name == "" {
-			errs = append(errs, fmt.Errorf("%s.name: empty", key))
-		} else if j, dup := names[r.Name]; dup {
-			errs = append(errs, fmt.Errorf("%s.name: %q already used by consumer.rollups[%d]", key, r.Name, j))
-		} else {
-			names[r.Name] = i
+		if err := uniqueName(names, "consumer.rollups", i, r.Name); err != nil {
+			errs = append(errs, err)
 		}
 		switch r.Kind {
 		case reconcile.RollupAll, reconcile.RollupBrowser:
@@ -162,12 +171,8 @@ func checkComplexGoals(gs []reconcile.ComplexGoal) []error {
 	names := map[string]int{}
 	for i, g := range gs {
 		key := fmt.Sprintf("consumer.complex_goals[%d]", i)
-		if g.Name == "" {
-			errs = append(errs, fmt.Errorf("%s.name: empty", key))
-		} else if j, dup := names[g.Name]; dup {
-			errs = append(errs, fmt.Errorf("%s.name: %q already used by consumer.complex_goals[%d]", key, g.Name, j))
-		} else {
-			names[g.Name] = i
+		if err := uniqueName(names, "consumer.complex_goals", i, g.Name); err != nil {
+			errs = append(errs, err)
 		}
 		if len(g.Include) == 0 {
 			errs = append(errs, fmt.Errorf("%s.include: empty (a complex goal needs at least one goal to include)", key))
