@@ -19,11 +19,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/segmentio/kafka-go"
 
 	"github.com/manhattan-go/manhattan/consumer"
 	"github.com/manhattan-go/manhattan/consumer/consumertest"
+	"github.com/manhattan-go/manhattan/internal/storetest"
 	"github.com/manhattan-go/manhattan/internal/testenv"
 	"github.com/manhattan-go/manhattan/store"
 )
@@ -140,43 +140,16 @@ func (w *consumerWorkload) assertDeadLetters(t *testing.T, recs []kafka.Message)
 func serverStore(t testing.TB) (store.Store, string) {
 	t.Helper()
 	base := strings.TrimSuffix(testenv.ClickHouseURL(t), "/")
-	db := consumertest.Name("consumer_it")
-	url := base + "/" + db
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	st, err := store.Open(ctx, url)
-	if err != nil {
-		t.Fatalf("open %s: %v", url, err)
-	}
-	if err := st.Migrate(ctx); err != nil {
-		t.Fatalf("migrate %s: %v", url, err)
-	}
-	t.Cleanup(func() {
-		_ = st.Close()
-		if os.Getenv("MANHATTAN_CONSUMER_LOG_DIR") == "" { // debugging: keep it
-			dropDatabase(t, base, db)
+	url := base + "/" + consumertest.Name("consumer_it")
+	t.Cleanup(func() { // after the store's own cleanup closed it
+		if os.Getenv("MANHATTAN_CONSUMER_LOG_DIR") != "" { // debugging: keep it
+			return
+		}
+		if err := storetest.DropDatabase(url); err != nil {
+			t.Logf("%v", err)
 		}
 	})
-	return st, url
-}
-
-func dropDatabase(t testing.TB, base, db string) {
-	opts, err := clickhouse.ParseDSN(base)
-	if err != nil {
-		t.Logf("drop %s: %v", db, err)
-		return
-	}
-	conn, err := clickhouse.Open(opts)
-	if err != nil {
-		t.Logf("drop %s: %v", db, err)
-		return
-	}
-	defer conn.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := conn.Exec(ctx, "DROP DATABASE IF EXISTS `"+db+"`"); err != nil {
-		t.Logf("drop %s: %v", db, err)
-	}
+	return storetest.Open(t, url), url
 }
 
 // chdbStore opens a chDB store in a new directory; chDB serves one
@@ -185,17 +158,7 @@ func chdbStore(t *testing.T) (store.Store, string) {
 	t.Helper()
 	t.Setenv("CHDB_LIB_PATH", testenv.CHDBLibPath(t))
 	url := "chdb://" + filepath.Join(t.TempDir(), "chdb")
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	st, err := store.Open(ctx, url)
-	if err != nil {
-		t.Fatalf("open %s: %v", url, err)
-	}
-	if err := st.Migrate(ctx); err != nil {
-		t.Fatalf("migrate %s: %v", url, err)
-	}
-	t.Cleanup(func() { _ = st.Close() })
-	return st, url
+	return storetest.Open(t, url), url
 }
 
 // goroutineConsumer runs consumer.Run in this process (for chDB, whose

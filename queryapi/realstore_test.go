@@ -4,16 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/manhattan-go/manhattan/logimport"
 	"os"
-	"strings"
 	"testing"
 
-	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/shopspring/decimal"
 
 	"github.com/manhattan-go/manhattan/event"
+	"github.com/manhattan-go/manhattan/internal/storetest"
 	"github.com/manhattan-go/manhattan/internal/testenv"
+	"github.com/manhattan-go/manhattan/logimport"
 	"github.com/manhattan-go/manhattan/queryapi/client"
 	"github.com/manhattan-go/manhattan/reconcile"
 	"github.com/manhattan-go/manhattan/store"
@@ -33,44 +32,22 @@ func TestMain(m *testing.M) {
 // a ClickHouse database is dropped when the test ends.
 func openReal(tb testing.TB, backend string) (store.Store, string) {
 	tb.Helper()
-	ctx := context.Background()
 	db := testenv.UniqueDB(tb, "qa_")
 	var u string
 	switch backend {
 	case "clickhouse":
 		u = testenv.ClickHouseDBURL(tb, db)
-		tb.Cleanup(func() { dropDB(tb, u, db) })
+		tb.Cleanup(func() { // after the store's own cleanup closed it
+			if err := storetest.DropDatabase(u); err != nil {
+				tb.Errorf("%v", err)
+			}
+		})
 	case "chdb":
 		u = testenv.CHDBDBURL(tb, db)
 	default:
 		tb.Fatalf("unknown backend %q", backend)
 	}
-	st, err := store.Open(ctx, u)
-	if err != nil {
-		tb.Fatalf("store.Open(%s): %v", u, err)
-	}
-	tb.Cleanup(func() { st.Close() })
-	if err := st.Migrate(ctx); err != nil {
-		tb.Fatalf("Migrate: %v", err)
-	}
-	return st, u
-}
-
-func dropDB(tb testing.TB, u, db string) {
-	opts, err := clickhouse.ParseDSN(strings.Replace(u, "/"+db, "/default", 1))
-	if err != nil {
-		tb.Errorf("drop %s: %v", db, err)
-		return
-	}
-	conn, err := clickhouse.Open(opts)
-	if err != nil {
-		tb.Errorf("drop %s: %v", db, err)
-		return
-	}
-	defer conn.Close()
-	if err := conn.Exec(context.Background(), "DROP DATABASE IF EXISTS `"+db+"`"); err != nil {
-		tb.Errorf("drop %s: %v", db, err)
-	}
+	return storetest.Open(tb, u), u
 }
 
 type smallCase struct {
