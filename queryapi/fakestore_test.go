@@ -86,7 +86,8 @@ func (f *fakeStore) Counter(ctx context.Context, q store.CounterQuery) (store.To
 	return t, nil
 }
 
-func (f *fakeStore) Series(ctx context.Context, q store.CounterQuery, from, to string) ([]store.BucketTotals, error) {
+// sumBy totals the counters that keep selects, grouped by key.
+func (f *fakeStore) sumBy(keep func(reconcile.CounterKey) bool, key func(reconcile.CounterKey) string) (map[string]store.Totals, error) {
 	if err := f.check(); err != nil {
 		return nil, err
 	}
@@ -94,12 +95,22 @@ func (f *fakeStore) Series(ctx context.Context, q store.CounterQuery, from, to s
 	defer f.mu.Unlock()
 	by := map[string]store.Totals{}
 	for k, v := range f.counters {
-		if match(k, q) && (from == "" || k.Bucket >= from) && (to == "" || k.Bucket <= to) {
-			t := by[k.Bucket]
+		if keep(k) {
+			t := by[key(k)]
 			t.Count += v.Count
 			t.Value = t.Value.Add(v.Value)
-			by[k.Bucket] = t
+			by[key(k)] = t
 		}
+	}
+	return by, nil
+}
+
+func (f *fakeStore) Series(ctx context.Context, q store.CounterQuery, from, to string) ([]store.BucketTotals, error) {
+	by, err := f.sumBy(func(k reconcile.CounterKey) bool {
+		return match(k, q) && (from == "" || k.Bucket >= from) && (to == "" || k.Bucket <= to)
+	}, func(k reconcile.CounterKey) string { return k.Bucket })
+	if err != nil {
+		return nil, err
 	}
 	var out []store.BucketTotals
 	for b, t := range by {
@@ -110,19 +121,10 @@ func (f *fakeStore) Series(ctx context.Context, q store.CounterQuery, from, to s
 }
 
 func (f *fakeStore) Populations(ctx context.Context, q store.CounterQuery) ([]store.PopulationTotals, error) {
-	if err := f.check(); err != nil {
+	by, err := f.sumBy(func(k reconcile.CounterKey) bool { return match(k, q) },
+		func(k reconcile.CounterKey) string { return k.Population })
+	if err != nil {
 		return nil, err
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	by := map[string]store.Totals{}
-	for k, v := range f.counters {
-		if match(k, q) {
-			t := by[k.Population]
-			t.Count += v.Count
-			t.Value = t.Value.Add(v.Value)
-			by[k.Population] = t
-		}
 	}
 	var out []store.PopulationTotals
 	for p, t := range by {
